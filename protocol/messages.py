@@ -1,0 +1,223 @@
+"""Every message that crosses a socket.
+
+Structs are ``array_like`` (no field names on the wire) and ``gc=False`` (no cycles,
+so the garbage collector can skip them). Fields are only ever appended, with
+defaults, so an older peer can still decode a newer message.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# Request phases: measured requests feed the statistics, warm-up and cool-down
+# requests are run and counted but kept out of them.
+PHASE_MEASURED = 0
+PHASE_WARMUP = 1
+PHASE_COOLDOWN = 2
+
+
+class _Msg(msgspec.Struct, array_like=True, gc=False, tag=True, omit_defaults=False):
+    pass
+
+
+class _Rec(msgspec.Struct, array_like=True, gc=False):
+    pass
+
+
+# --- coordinator -> worker -------------------------------------------------
+
+
+class RequestSpec(_Rec):
+    """One request, fully built before the clock starts."""
+
+    rid: int
+    prompt: list[int]
+    max_tokens: int
+    sched_ns: int  # scheduled send time, CLOCK_MONOTONIC
+    bench: int
+    phase: int = PHASE_MEASURED
+
+
+class Submit(_Msg, tag="submit"):
+    requests: list[RequestSpec]
+
+
+class Cancel(_Msg, tag="cancel"):
+    rids: list[int]
+    reason: str = "aborted"
+
+
+class Shutdown(_Msg, tag="shutdown"):
+    pass
+
+
+# --- worker -> coordinator -------------------------------------------------
+
+
+class Hello(_Msg, tag="hello"):
+    role: str  # "worker" or "collector"
+    worker_id: int
+    pid: int
+    host: str
+    protocol_version: int
+    token: str
+    versions: dict[str, str] = {}
+
+
+class WorkerInfo(_Rec):
+    worker_id: int
+    device: str  # "cuda", "cpu" or "sim"
+    devices: list[str]  # GPU names or CPU core ids
+    startup_s: float
+    kv_cache_tokens: int | None = None
+    engine_config: dict[str, str] = {}
+
+
+class Ready(_Msg, tag="ready"):
+    info: WorkerInfo
+
+
+class StartupFailed(_Msg, tag="startup_failed"):
+    worker_id: int
+    error: str
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    worker_id: int
+    t_ns: int
+
+
+class Done(_Msg, tag="done"):
+    """Requests that left the worker (finished, failed or aborted).
+
+    Closed-loop profiles send their next request on this, and dispatch counts
+    outstanding requests with it.
+    """
+
+    worker_id: int
+    rids: list[int]
+    n_failed: int = 0  # how many of ``rids`` failed (not counting aborts)
+
+
+# --- worker -> collector ---------------------------------------------------
+
+
+class Started(_Rec):
+    rid: int
+    bench: int
+    phase: int
+    sched_ns: int
+    recv_ns: int
+    prompt_len: int
+    max_tokens: int
+
+
+class EngineTimes(_Rec):
+    """vLLM's own RequestStateStats, converted to CLOCK_MONOTONIC ns (0 = unknown)."""
+
+    queued_ns: int = 0
+    scheduled_ns: int = 0
+    first_token_ns: int = 0
+    last_token_ns: int = 0
+    preemptions: int = 0
+
+
+class Finished(_Rec):
+    rid: int
+    output_tokens: int
+    end_ns: int
+    finish_reason: str
+    engine: EngineTimes | None = None
+
+
+class Failed(_Rec):
+    rid: int
+    end_ns: int
+    error: str
+    aborted: bool = False
+
+
+class Events(_Msg, tag="events"):
+    """Everything a worker saw in one engine output step.
+
+    Token events are columnar: ``tok_rid`` (int64), ``tok_n`` (int32) and
+    ``tok_t_ns`` (int64) are raw little-endian arrays, one entry per request
+    that got tokens in the step. ``tok_n`` may exceed 1: DELTA outputs merge
+    tokens when the consumer lags.
+    """
+
+    worker_id: int
+    seq: int
+    tok_rid: bytes
+    tok_n: bytes
+    tok_t_ns: bytes
+    started: list[Started] = []
+    finished: list[Finished] = []
+    failed: list[Failed] = []
+
+
+# --- coordinator <-> collector ---------------------------------------------
+
+
+class BeginBench(_Msg, tag="begin_bench"):
+    bench: int
+    t0_ns: int
+
+
+class EndBench(_Msg, tag="end_bench"):
+    """All requests of ``bench`` have left the workers; finish its statistics."""
+
+    bench: int
+    expected_rids: int  # requests the collector must have seen end
+    meta: bytes = b""  # harness-encoded benchmark facts, passed back untouched
+
+
+class Progress(_Msg, tag="progress"):
+    bench: int
+    completed: int
+    failed: int
+    output_tokens: int
+    ttft_p50_ms: float | None
+    t_ns: int
+
+
+class BenchResult(_Msg, tag="bench_result"):
+    bench: int
+    payload: bytes  # harness-encoded statistics
+
+
+class Lost(_Msg, tag="lost"):
+    """Requests whose worker died: the collector marks them failed with ``reason``."""
+
+    rids: list[int]
+    reason: str
+    end_ns: int
+
+
+class Stop(_Msg, tag="stop"):
+    pass
+
+
+CoordinatorToWorker = Submit | Cancel | Shutdown
+WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Progress | BenchResult
+CoordinatorToCollector = BeginBench | EndBench | Lost | Stop
+WorkerToCollector = Events
+
+
+# --- process start-up (JSON on the command line) ---------------------------
+
+
+class WorkerConfig(msgspec.Struct):
+    """What a worker process needs to start; the coordinator writes it as JSON."""
+
+    worker_id: int
+    coordinator_addr: str
+    collector_addr: str
+    token: str
+    engine: str  # "sim" or "vllm"
+    engine_args: dict[str, object] = {}
+    heartbeat_s: float = 1.0
+    device: str = "cuda"
+    devices: list[str] = []

@@ -1,0 +1,1 @@
+"""Worker processes: each owns one engine. Imports only ``protocol``."""

@@ -1,0 +1,136 @@
+"""The engine interface and the outbox that batches what engines report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from array import array
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from protocol import messages as m
+
+
+class Engine(Protocol):
+    """An inference engine driven by one worker.
+
+    Engines report through the :class:`Outbox` they were built with, never by
+    return value, so a whole engine step becomes one message.
+    """
+
+    async def start(self) -> m.WorkerInfo: ...
+
+    def add(self, spec: m.RequestSpec) -> None: ...
+
+    def abort(self, rids: list[int], reason: str) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class Outbox:
+    """Buffers token events and request ends until the end of the loop iteration.
+
+    Everything an engine reports within one event-loop iteration (one engine
+    output step) leaves as one ``Events`` message and one ``Done`` message.
+    """
+
+    def __init__(
+        self,
+        worker_id: int,
+        send_events: Callable[[m.Events], None],
+        send_done: Callable[[m.Done], None],
+    ) -> None:
+        self.worker_id = worker_id
+        self._send_events = send_events
+        self._send_done = send_done
+        self._seq = 0
+        self._rid = array("q")
+        self._n = array("i")
+        self._t = array("q")
+        self._started: list[m.Started] = []
+        self._finished: list[m.Finished] = []
+        self._failed: list[m.Failed] = []
+        self._done: list[int] = []
+        self._n_failed = 0
+        self._scheduled = False
+        self.events_sent = 0
+
+    def _touch(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def started(self, spec: m.RequestSpec, recv_ns: int) -> None:
+        self._started.append(
+            m.Started(
+                spec.rid,
+                spec.bench,
+                spec.phase,
+                spec.sched_ns,
+                recv_ns,
+                len(spec.prompt),
+                spec.max_tokens,
+            )
+        )
+        self._touch()
+
+    def tokens(self, rid: int, n: int, t_ns: int) -> None:
+        self._rid.append(rid)
+        self._n.append(n)
+        self._t.append(t_ns)
+        self._touch()
+
+    def tokens_batch(self, rids: np.ndarray, t_ns: int) -> None:
+        """One token for each of ``rids``, all seen at ``t_ns``."""
+        k = len(rids)
+        self._rid.frombytes(rids.astype(np.int64, copy=False).tobytes())
+        self._n.frombytes(np.ones(k, np.int32).tobytes())
+        self._t.frombytes(np.full(k, t_ns, np.int64).tobytes())
+        self._touch()
+
+    def finished(
+        self,
+        rid: int,
+        output_tokens: int,
+        reason: str,
+        engine: m.EngineTimes | None = None,
+    ) -> None:
+        self._finished.append(m.Finished(rid, output_tokens, time.monotonic_ns(), reason, engine))
+        self._done.append(rid)
+        self._touch()
+
+    def failed(self, rid: int, error: str, aborted: bool = False) -> None:
+        self._failed.append(m.Failed(rid, time.monotonic_ns(), error, aborted))
+        self._done.append(rid)
+        self._n_failed += not aborted
+        self._touch()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._rid or self._started or self._finished or self._failed:
+            self._seq += 1
+            self._send_events(
+                m.Events(
+                    self.worker_id,
+                    self._seq,
+                    self._rid.tobytes(),
+                    self._n.tobytes(),
+                    self._t.tobytes(),
+                    self._started,
+                    self._finished,
+                    self._failed,
+                )
+            )
+            self.events_sent += len(self._rid)
+            self._rid = array("q")
+            self._n = array("i")
+            self._t = array("q")
+            self._started = []
+            self._finished = []
+            self._failed = []
+        if self._done:
+            self._send_done(m.Done(self.worker_id, self._done, self._n_failed))
+            self._done = []
+            self._n_failed = 0

@@ -1,0 +1,95 @@
+"""Which devices each worker gets: ``--workers W --tp T`` on the visible GPUs or CPU cores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import msgspec
+
+
+class PlacementError(ValueError):
+    """A layout that does not fit the node."""
+
+
+class Slot(msgspec.Struct, frozen=True):
+    worker_id: int
+    devices: list[str]  # GPU ids (as CUDA_VISIBLE_DEVICES takes them) or CPU core ids
+    env: dict[str, str]
+
+
+def discover_gpus() -> list[str]:
+    """Visible GPU ids, without initialising CUDA in this process."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
+
+
+def gpu_names() -> dict[str, str]:
+    if shutil.which("nvidia-smi") is None:
+        return {}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    pairs = (line.split(",", 1) for line in out.splitlines() if "," in line)
+    return {i.strip(): n.strip() for i, n in pairs}
+
+
+def place_gpus(workers: int, tp: int, gpus: list[str]) -> list[Slot]:
+    """Worker i gets GPUs ``gpus[i*tp:(i+1)*tp]``."""
+    if workers < 1 or tp < 1:
+        raise PlacementError("--workers and --tp must be at least 1")
+    need = workers * tp
+    if need > len(gpus):
+        raise PlacementError(
+            f"--workers {workers} x --tp {tp} needs {need} GPUs, but {len(gpus)} are available"
+            + (f" ({','.join(gpus)})" if gpus else "")
+        )
+    slots = []
+    for i in range(workers):
+        mine = gpus[i * tp : (i + 1) * tp]
+        slots.append(Slot(i, mine, {"CUDA_VISIBLE_DEVICES": ",".join(mine)}))
+    return slots
+
+
+def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
+    """Split the cores evenly; each worker's engine binds its OpenMP threads to its own."""
+    if workers < 1:
+        raise PlacementError("--workers must be at least 1")
+    if workers > len(cores):
+        raise PlacementError(
+            f"--workers {workers} needs one CPU core each, but {len(cores)} are available"
+        )
+    per = len(cores) // workers
+    slots = []
+    for i in range(workers):
+        mine = cores[i * per : (i + 1) * per]
+        env = {
+            "CUDA_VISIBLE_DEVICES": "",
+            "VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in mine),
+            "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
+            "OMP_NUM_THREADS": str(len(mine)),
+        }
+        slots.append(Slot(i, [str(c) for c in mine], env))
+    return slots
+
+
+def usable_cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
