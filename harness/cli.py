@@ -352,12 +352,21 @@ def run(
 
 def _check_engine_args(args: dict[str, object]) -> None:
     """Unknown AsyncEngineArgs fields are caught here when vllm is importable, else in the worker."""
-    try:
-        import dataclasses
+    if not args:
+        return
+    import dataclasses
 
-        from vllm import AsyncEngineArgs  # type: ignore[import-not-found]
+    saved = os.dup(2)
+    try:
+        # vllm prints platform notes on import; keep the one-line error promise.
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            from vllm import AsyncEngineArgs  # type: ignore[import-not-found]
     except Exception:  # noqa: BLE001 - vllm absent or broken: the worker reports it
         return
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     for key in args:
         if key not in known:

@@ -444,16 +444,17 @@ class Coordinator:
             reason = b.stop_reason or self._limit_reason(b, now)
             if reason is not None and b.stop_reason is None:
                 b.stop_reason = reason
+            blocked = False  # due requests that no worker can take yet (per-worker cap)
             if b.stop_reason is None and b.sent < b.planned:
                 if deadlines is not None:
                     k = b.sent
-                    hi = int(np.searchsorted(deadlines, now, "right"))
+                    hi = min(int(np.searchsorted(deadlines, now, "right")), k + _BATCH)
                     if hi > k:
-                        self._dispatch(b, deadlines[k : min(hi, k + _BATCH)].tolist())
+                        blocked = self._dispatch(b, deadlines[k:hi].tolist()) < hi - k
                 else:
                     room = min(conc - b.inflight, b.planned - b.sent, _BATCH)
                     if room > 0:
-                        self._dispatch(b, [now] * room)
+                        blocked = self._dispatch(b, [now] * room) < room
             all_sent = b.sent >= b.planned
             if b.inflight <= 0 and (all_sent or b.stop_reason is not None):
                 break
@@ -473,7 +474,7 @@ class Coordinator:
                 drain_deadline = time.monotonic() + cfg.drain_timeout_s
             # Sleep until the next send is due, or a message arrives.
             timeout_ms = 100
-            if deadlines is not None and not all_sent and b.stop_reason is None:
+            if deadlines is not None and not all_sent and b.stop_reason is None and not blocked:
                 wait_ns = int(deadlines[b.sent]) - time.monotonic_ns()
                 if wait_ns < 2 * _MS:
                     if wait_ns > 0:

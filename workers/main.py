@@ -25,6 +25,7 @@ from workers.engine import Engine, Outbox
 
 EXIT_STARTUP_FAILED = 3
 EXIT_ENGINE_DIED = 4
+EXIT_ORPHANED = 5
 
 
 def _one_line(e: BaseException) -> str:
@@ -88,7 +89,10 @@ class Worker:
                 self.stopping.set()
 
     async def _heartbeat(self) -> None:
+        parent = os.getppid()
         while True:
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)  # the coordinator is gone: nobody will stop us
             self._send_up(m.Heartbeat(self.cfg.worker_id, time.monotonic_ns()))
             if getattr(self.engine, "dead", False):
                 self.outbox.flush()

@@ -1,0 +1,65 @@
+"""Bad input: one line on stderr, exit code 2, no traceback, nothing started."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+CASES = [
+    (["--engine", "sim", "--profile", "bogus"], "--profile must be one of"),
+    (
+        ["--engine", "sim", "--profile", "constant", "--rate", "0"],
+        "--rate: every value must be > 0",
+    ),
+    (
+        ["--engine", "sim", "--profile", "constant", "--rate", "-3"],
+        "--rate: every value must be > 0",
+    ),
+    (["--engine", "sim", "--profile", "constant"], "--profile constant needs --rate"),
+    (["--engine", "sim", "--profile", "concurrent"], "needs --concurrency"),
+    (["--engine", "sim", "--rate", "5"], "--rate applies to constant and poisson"),
+    (["--engine", "nope"], "--engine must be vllm or sim"),
+    (["--engine", "sim", "--data", "prompt_tokens=-4"], "must not be negative"),
+    (["--engine", "sim", "--data", "colour=blue"], "unknown key 'colour'"),
+    (["--engine", "sim", "--sim", "warp=9"], "--sim"),
+    (["--engine", "sim", "--slo", "latency=5"], "--slo: unknown key"),
+    (["--engine", "sim", "--max-requests", "0"], "--max-requests must be > 0"),
+    (
+        ["--engine", "sim", "--engine-arg", "max_num_seqs=4"],
+        "--engine-arg applies to --engine vllm",
+    ),
+    (["--engine", "sim", "--warmup", "abc"], "--warmup: expected a request count"),
+    (["--engine", "vllm", "--device", "cuda", "--workers", "2", "--tp", "4"], "needs 8 GPUs"),
+    (["--engine", "vllm", "--model", "/nonexistent/model"], "no such file"),
+    (["--engine", "vllm", "--device", "cpu", "--workers", "64"], "needs one CPU core each"),
+    (
+        ["--engine", "vllm", "--device", "cpu", "--tp", "3"],
+        "does not divide the model's 4 attention heads",
+    ),
+    (
+        ["--engine", "sim", "--max-seconds", "5", "--cooldown", "3"],
+        "--cooldown N (requests) needs --max-requests",
+    ),
+    (
+        ["--engine", "vllm", "--device", "cpu", "--engine-arg", "no_such_field=1"],
+        "not an AsyncEngineArgs field",
+    ),
+    (["--engine", "vllm", "--device", "cpu", "--engine-arg", "noequals"], "expected key=value"),
+    (["--engine", "sim", "--workers", "x"], "harness: error:"),
+    (["--engine", "sim", "--no-such-option"], "harness: error:"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(harness, args, message, monkeypatch):
+    if "AsyncEngineArgs" in message and importlib.util.find_spec("vllm") is None:
+        pytest.skip("checking engine-argument names needs vllm")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    proc, report = harness(*args, check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("harness: error:")
+    assert message in lines[0]
+    assert report is None

@@ -1,0 +1,99 @@
+"""End to end through real processes and sockets, on the declared sim engine."""
+
+from __future__ import annotations
+
+import pytest
+
+SIM = ["--engine", "sim"]
+
+
+def only(report):
+    assert len(report["benchmarks"]) == 1
+    return report["benchmarks"][0]
+
+
+def test_throughput_four_workers_counts_every_request(harness):
+    _, rep = harness(
+        *SIM,
+        "--workers",
+        "4",
+        "--profile",
+        "throughput",
+        "--max-requests",
+        "2000",
+        "--data",
+        "prompt_tokens=128,output_tokens=64",
+    )
+    b = only(rep)
+    assert b["requests"] == {
+        "scheduled": 2000,
+        "completed": 2000,
+        "failed": 0,
+        "incomplete": 0,
+        "warmup": 0,
+        "cooldown": 0,
+    }
+    assert sorted(w["worker_id"] for w in b["workers"]) == [0, 1, 2, 3]
+    assert sum(w["completed"] for w in b["workers"]) == 2000
+    assert sum(w["output_tokens"] for w in b["workers"]) == 2000 * 64
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == 64
+    assert b["itl_ms"]["count"] == 2000 * 63
+    for key in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "dispatch_lag_ms"):
+        assert set(b[key]) >= {
+            "mean",
+            "median",
+            "std",
+            "min",
+            "max",
+            "p50",
+            "p90",
+            "p95",
+            "p99",
+            "p999",
+        }
+    assert b["throughput"]["output_tokens_per_s"] == pytest.approx(
+        128_000 / b["duration_s"], rel=1e-9
+    )
+    assert rep["schema_version"] == 1
+    assert rep["config"]["workers"] == 4
+    assert rep["environment"]["cpu_count"] >= 1
+    assert rep["environment"]["memory_gb"] > 0
+    assert "msgspec" in rep["environment"]["packages"]
+    assert len(rep["environment"]["workers"]) == 4
+
+
+def test_synchronous_fixed_costs_give_ttft_and_tpot(harness):
+    # 10 ms prefill and 5 ms per decode step, no batch effect, one request at a time.
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "prefill_ms=10,decode_ms=5",
+        "--profile",
+        "synchronous",
+        "--max-requests",
+        "20",
+        "--data",
+        "prompt_tokens=32,output_tokens=16",
+    )
+    b = only(rep)
+    assert b["requests"]["completed"] == 20
+    # Tolerance: dispatch lag and event-loop wake-up, a few ms at most on a busy 2-core box.
+    assert b["ttft_ms"]["median"] == pytest.approx(10.0, abs=2.5)
+    assert b["tpot_ms"]["median"] == pytest.approx(5.0, abs=0.5)
+    assert b["e2e_ms"]["median"] == pytest.approx(10 + 15 * 5, abs=4)
+    assert b["load"]["peak_inflight"] == 1
+
+
+def test_report_command_prints_a_saved_run(harness, tmp_path):
+    import subprocess
+    import sys
+
+    harness(*SIM, "--max-requests", "50")
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0
+    assert "Requests completed / failed / incomplete:   50 / 0 / 0" in out.stdout

@@ -1,0 +1,205 @@
+"""Load profiles and constraints: schedules (pure, seeded) and runs on the sim engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import profiles
+from harness.config import RunConfig
+from harness.runner import plans
+
+SIM = ["--engine", "sim"]
+
+
+@pytest.mark.parametrize("burstiness", [1.0, 0.25, 4.0])
+def test_poisson_gaps_have_requested_mean_and_cv(burstiness):
+    rng = np.random.default_rng(1234)
+    off = profiles.poisson_offsets(200.0, 50_001, burstiness, rng)
+    gaps = np.diff(off) / 1e9
+    assert gaps.mean() == pytest.approx(1 / 200.0, rel=0.02)
+    assert gaps.std() / gaps.mean() == pytest.approx(1 / np.sqrt(burstiness), rel=0.03)
+
+
+def test_constant_offsets_are_even():
+    off = profiles.constant_offsets(4.0, 5)
+    assert off.tolist() == [0, 250_000_000, 500_000_000, 750_000_000, 1_000_000_000]
+
+
+def test_same_seed_same_schedule_and_data():
+    from harness.workload import parse_spec, synthetic
+
+    cfg = RunConfig(engine="sim", profile="poisson", rates=[10.0, 20.0], max_requests=100, seed=7)
+    a = [p.offsets_ns.tolist() for p in plans(cfg, [])]
+    b = [p.offsets_ns.tolist() for p in plans(cfg, [])]
+    other = RunConfig(engine="sim", profile="poisson", rates=[10.0, 20.0], max_requests=100, seed=8)
+    c = [p.offsets_ns.tolist() for p in plans(other, [])]
+    assert a == b and a != c
+    assert len(a) == 2 and len(a[0]) == 100
+    spec = parse_spec("prompt_tokens=16,output_tokens=4,prompt_tokens_stdev=4")
+    assert synthetic(spec, 10, 1000, 7) == synthetic(spec, 10, 1000, 7)
+    assert synthetic(spec, 10, 1000, 7) != synthetic(spec, 10, 1000, 8)
+
+
+def test_max_seconds_bounds_the_schedule():
+    cfg = RunConfig(engine="sim", profile="constant", rates=[100.0], max_seconds=2.0)
+    (plan,) = plans(cfg, [])
+    assert len(plan.offsets_ns) == 200
+    assert plan.offsets_ns[-1] < 2e9
+
+
+def test_sweep_rates_are_between_and_increasing():
+    assert profiles.sweep_rates(10.0, 50.0, 3) == [20.0, 30.0, 40.0]
+
+
+def test_concurrent_never_exceeds_and_reaches_n(harness):
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "decode_ms=2",
+        "--profile",
+        "concurrent",
+        "--concurrency",
+        "1,4",
+        "--max-requests",
+        "40",
+        "--data",
+        "prompt_tokens=8,output_tokens=8",
+    )
+    peaks = [b["load"]["peak_inflight"] for b in rep["benchmarks"]]
+    assert peaks == [1, 4]
+    assert [b["load"]["concurrency"] for b in rep["benchmarks"]] == [1, 4]
+    assert all(
+        max(b["timeseries"]["inflight"] or [0]) <= b["load"]["concurrency"]
+        for b in rep["benchmarks"]
+    )
+    assert all(b["requests"]["completed"] == 40 for b in rep["benchmarks"])
+
+
+def test_open_loop_keeps_schedule_when_engine_falls_behind(harness):
+    # The engine serves one request at a time, 15 ms each: 67 req/s. We send 200 req/s.
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "decode_ms=5,max_num_seqs=1",
+        "--profile",
+        "constant",
+        "--rate",
+        "200",
+        "--max-requests",
+        "60",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    b = rep["benchmarks"][0]
+    assert b["load"]["requested_rate"] == 200
+    assert b["load"]["achieved_send_rate"] == pytest.approx(200, rel=0.05)
+    assert b["dispatch_lag_ms"]["p99"] < 20  # sends followed the schedule
+    # Latency counts from the scheduled time, so the backlog shows: each request takes
+    # 3 decode steps (15 ms), so the last one, sent at 295 ms, ends near 900 ms.
+    assert b["e2e_ms"]["max"] > 10 * b["e2e_ms"]["min"]
+    assert b["e2e_ms"]["max"] > 500
+    assert b["requests"]["completed"] == 60
+
+
+def test_max_seconds_stops_sending_and_aborts_in_flight(harness):
+    # 50 req/s for 1 s; each request needs 40 * 10 ms = 400 ms, so some are in flight at the limit.
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "decode_ms=10",
+        "--profile",
+        "constant",
+        "--rate",
+        "50",
+        "--max-seconds",
+        "1",
+        "--data",
+        "prompt_tokens=8,output_tokens=40",
+    )
+    b = rep["benchmarks"][0]
+    q = b["requests"]
+    assert q["scheduled"] == 50
+    assert q["incomplete"] > 0 and q["completed"] > 0
+    assert q["completed"] + q["failed"] + q["incomplete"] == q["scheduled"]
+    assert b["duration_s"] < 1.5
+
+
+def test_sweep_produces_k_plus_two_increasing_benchmarks(harness):
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "prefill_ms=2,decode_ms=1",
+        "--profile",
+        "sweep",
+        "--sweep-points",
+        "3",
+        "--max-requests",
+        "30",
+        "--data",
+        "prompt_tokens=8,output_tokens=8",
+    )
+    bs = rep["benchmarks"]
+    assert [b["load"]["profile"] for b in bs] == ["synchronous", "throughput"] + ["constant"] * 3
+    sync_rate = bs[0]["throughput"]["requests_per_s"]
+    thr_rate = bs[1]["throughput"]["requests_per_s"]
+    rates = [b["load"]["requested_rate"] for b in bs[2:]]
+    assert sync_rate < rates[0] < rates[1] < rates[2] < thr_rate
+    assert all(b["requests"]["completed"] == 30 for b in bs)
+
+
+def test_warmup_requests_are_counted_but_excluded(harness):
+    _, rep = harness(
+        *SIM,
+        "--profile",
+        "synchronous",
+        "--max-requests",
+        "20",
+        "--warmup",
+        "5",
+        "--cooldown",
+        "3",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    b = rep["benchmarks"][0]
+    q = b["requests"]
+    assert (q["warmup"], q["completed"], q["cooldown"], q["scheduled"]) == (5, 12, 3, 20)
+    assert b["ttft_ms"]["count"] == 12
+    assert b["itl_ms"]["count"] == 12 * 3
+
+
+def test_round_robin_alternates_workers(harness):
+    _, rep = harness(
+        *SIM,
+        "--workers",
+        "2",
+        "--dispatch",
+        "round-robin",
+        "--max-requests",
+        "100",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    done = {w["worker_id"]: w["completed"] for w in rep["benchmarks"][0]["workers"]}
+    assert done == {0: 50, 1: 50}
+
+
+def test_least_outstanding_respects_the_per_worker_cap(harness):
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "decode_ms=2",
+        "--workers",
+        "2",
+        "--max-requests",
+        "100",
+        "--max-inflight-per-worker",
+        "5",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    b = rep["benchmarks"][0]
+    done = {w["worker_id"]: w["completed"] for w in b["workers"]}
+    assert sum(done.values()) == 100 and set(done) == {0, 1}
+    assert b["load"]["peak_inflight"] <= 10
