@@ -1,0 +1,118 @@
+"""The harness's own ceiling: a zero-cost sim engine, 1, 2 and 4 workers.
+
+Three runs per worker count:
+- dispatch: many one-token requests sent at once; reports requests/s dispatched
+  (worker receipts per second) and completed, and the dispatch lag;
+- paced: a constant rate (default 20,000 requests/s) for 5 s; reports the achieved
+  send rate and the dispatch lag when sends follow a schedule;
+- tokens: long outputs; reports output tokens/s through the collector, and checks
+  that no token event was lost (every request has exactly its output length).
+
+    python scripts/bench_overhead.py --output results/bench_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from _runs import harness_run, machine, write
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--dispatch-requests", type=int, default=50_000)
+    ap.add_argument("--token-requests", type=int, default=4_000)
+    ap.add_argument("--paced-rate", type=float, default=20_000)
+    ap.add_argument("--output-tokens", type=int, default=512)
+    ap.add_argument("--output", type=Path, default=Path("results/bench_overhead.json"))
+    a = ap.parse_args()
+    rows = []
+    for w in [int(x) for x in a.workers.split(",")]:
+        d = harness_run(
+            [
+                "--engine",
+                "sim",
+                "--workers",
+                str(w),
+                "--profile",
+                "throughput",
+                "--max-requests",
+                str(a.dispatch_requests),
+                "--data",
+                "prompt_tokens=16,output_tokens=1",
+            ]
+        )["benchmarks"][0]
+        t = harness_run(
+            [
+                "--engine",
+                "sim",
+                "--workers",
+                str(w),
+                "--profile",
+                "throughput",
+                "--max-requests",
+                str(a.token_requests),
+                "--data",
+                f"prompt_tokens=16,output_tokens={a.output_tokens}",
+            ]
+        )["benchmarks"][0]
+        p = harness_run(
+            [
+                "--engine",
+                "sim",
+                "--workers",
+                str(w),
+                "--profile",
+                "constant",
+                "--rate",
+                f"{a.paced_rate:g}",
+                "--max-seconds",
+                "5",
+                "--data",
+                "prompt_tokens=16,output_tokens=1",
+            ]
+        )["benchmarks"][0]
+        expected = a.token_requests * a.output_tokens
+        got = sum(x["output_tokens"] for x in t["workers"])
+        row = {
+            "workers": w,
+            "dispatched_requests_per_s": d["load"]["achieved_send_rate"],
+            "completed_requests_per_s": d["throughput"]["requests_per_s"],
+            "dispatch_lag_p50_ms": d["dispatch_lag_ms"]["p50"],
+            "dispatch_lag_p99_ms": d["dispatch_lag_ms"]["p99"],
+            "paced_requested_rate": a.paced_rate,
+            "paced_achieved_rate": p["load"]["achieved_send_rate"],
+            "paced_dispatch_lag_p50_ms": p["dispatch_lag_ms"]["p50"],
+            "paced_dispatch_lag_p99_ms": p["dispatch_lag_ms"]["p99"],
+            "paced_completed": p["requests"]["completed"],
+            "paced_scheduled": p["requests"]["scheduled"],
+            "collector_tokens_per_s": t["throughput"]["output_tokens_per_s"],
+            "token_events_expected": expected,
+            "token_events_collected": got,
+            "lost_events": expected - got,
+            "requests_completed": d["requests"]["completed"] + t["requests"]["completed"],
+        }
+        rows.append(row)
+        print(
+            f"workers={w}: burst dispatch {row['dispatched_requests_per_s']:,.0f} req/s, "
+            f"paced {row['paced_achieved_rate']:,.0f}/{a.paced_rate:,.0f} req/s "
+            f"(lag p99 {row['paced_dispatch_lag_p99_ms']:.1f} ms), "
+            f"completed {row['completed_requests_per_s']:,.0f} req/s, lag p99 "
+            f"{row['dispatch_lag_p99_ms']:.1f} ms, collector {row['collector_tokens_per_s']:,.0f} tok/s, "
+            f"lost {row['lost_events']}"
+        )
+    write(
+        a.output,
+        {
+            "benchmark": "bench_overhead",
+            "machine": machine(),
+            "args": vars(a) | {"output": str(a.output)},
+            "results": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
