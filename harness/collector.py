@@ -28,6 +28,7 @@ from protocol.transport import COLLECTOR_IDENTITY, make_socket
 DRAIN_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 _MAX_ERROR_KINDS = 50
+_RID_SLACK = 1 << 20
 
 
 class CollectorConfig(msgspec.Struct):
@@ -63,6 +64,10 @@ class Table:
         self.cap = capacity
         self.c = {k: np.zeros(capacity, t) for k, t in _COLS.items()}
         self.c["bench"][:] = -1
+
+    def plausible(self, rid_max: int) -> bool:
+        """Request ids are dense: one far past the table is foreign, not a reason to allocate."""
+        return rid_max < self.cap + _RID_SLACK
 
     def ensure(self, rid_max: int) -> None:
         if rid_max < self.cap:
@@ -117,24 +122,49 @@ class Collector:
 
     # --- ingest --------------------------------------------------------------
 
+    def _start(self, started: list[m.Started], worker_id: int, only_new: bool = False) -> bool:
+        t = self.table
+        c = t.c
+        top = max(s.rid for s in started)
+        if min(s.rid for s in started) < 0 or not t.plausible(top):
+            self.bad_messages += 1
+            return False
+        t.ensure(top)
+        for s in started:
+            r = s.rid
+            if only_new and c["bench"][r] != -1:
+                continue
+            c["bench"][r] = s.bench
+            c["phase"][r] = s.phase
+            c["worker"][r] = worker_id
+            c["sched"][r] = s.sched_ns
+            c["recv"][r] = s.recv_ns
+            c["prompt_len"][r] = s.prompt_len
+        return True
+
+    def lost(self, msg: m.Lost) -> None:
+        if msg.requests and self._start(msg.requests, msg.worker_id, only_new=True):
+            for s in msg.requests:
+                self._end(s.rid, msg.end_ns, stats.FAILED, msg.reason)
+
     def ingest(self, ev: m.Events) -> None:
         t = self.table
         c = t.c
-        if ev.started:
-            t.ensure(max(s.rid for s in ev.started))
-            for s in ev.started:
-                r = s.rid
-                c["bench"][r] = s.bench
-                c["phase"][r] = s.phase
-                c["worker"][r] = ev.worker_id
-                c["sched"][r] = s.sched_ns
-                c["recv"][r] = s.recv_ns
-                c["prompt_len"][r] = s.prompt_len
+        if ev.started and not self._start(ev.started, ev.worker_id):
+            return
         if ev.tok_rid:
+            if len(ev.tok_rid) % 8 or len(ev.tok_n) % 4 or len(ev.tok_t_ns) % 8:
+                self.bad_messages += 1
+                return
             rid = np.frombuffer(ev.tok_rid, np.int64)
             n = np.frombuffer(ev.tok_n, np.int32)
             tt = np.frombuffer(ev.tok_t_ns, np.int64)
-            if len(rid) != len(n) or len(rid) != len(tt) or rid.min() < 0:
+            if (
+                len(rid) != len(n)
+                or len(rid) != len(tt)
+                or rid.min() < 0
+                or not t.plausible(int(rid.max()))
+            ):
                 self.bad_messages += 1
             else:
                 t.ensure(int(rid.max()))
@@ -282,8 +312,7 @@ class Collector:
                                 st.end_msg = msg
                                 st.end_deadline = time.monotonic() + DRAIN_TIMEOUT_S
                         elif isinstance(msg, m.Lost):
-                            for rid in msg.rids:
-                                self._end(rid, msg.end_ns, stats.FAILED, msg.reason)
+                            self.lost(msg)
                         elif isinstance(msg, m.Stop):
                             return 0
                 now = time.monotonic()

@@ -68,7 +68,7 @@ class Child:
     ready: bool = False
     hello: m.Hello | None = None
     info: m.WorkerInfo | None = None
-    outstanding: set[int] = field(default_factory=set)
+    outstanding: dict[int, m.RequestSpec] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     exit_reason: str | None = None
 
@@ -314,8 +314,7 @@ class Coordinator:
     def _on_done(self, w: Child, msg: m.Done) -> None:
         b = self.bench
         for rid in msg.rids:
-            if rid in w.outstanding:
-                w.outstanding.discard(rid)
+            if w.outstanding.pop(rid, None) is not None:
                 if b is not None:
                     b.done += 1
                     b.inflight -= 1
@@ -332,10 +331,14 @@ class Coordinator:
         if child is self.collector:
             raise RunError(f"the collector died ({child.exit_reason}): {child.log_tail()}")
         if child.outstanding:
-            lost = sorted(child.outstanding)
+            lost = [
+                m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens)
+                for s in child.outstanding.values()
+            ]
             child.outstanding.clear()
             reason = f"worker {child.worker_id} died ({child.exit_reason})"
-            self._send_collector(m.Lost(lost, reason, time.monotonic_ns()))
+            wid = child.worker_id if child.worker_id is not None else -1
+            self._send_collector(m.Lost(wid, lost, reason, time.monotonic_ns()))
             if self.bench is not None:
                 self.bench.done += len(lost)
                 self.bench.failed += len(lost)
@@ -396,7 +399,7 @@ class Coordinator:
             spec = m.RequestSpec(rid, s.prompt, s.output_tokens, t, b.index, phase)
             assert w.worker_id is not None
             batches.setdefault(w.worker_id, []).append(spec)
-            w.outstanding.add(rid)
+            w.outstanding[rid] = spec
             b.sent += 1
             b.inflight += 1
             sent += 1

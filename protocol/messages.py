@@ -189,9 +189,14 @@ class BenchResult(_Msg, tag="bench_result"):
 
 
 class Lost(_Msg, tag="lost"):
-    """Requests whose worker died: the collector marks them failed with ``reason``."""
+    """Requests whose worker died: the collector marks them failed with ``reason``.
 
-    rids: list[int]
+    Each comes as the ``Started`` record the worker may never have sent
+    (``recv_ns`` 0), so a request lost before its worker saw it is still counted.
+    """
+
+    worker_id: int
+    requests: list[Started]
     reason: str
     end_ns: int
 

@@ -40,10 +40,11 @@ def test_cpu_workers_get_their_own_cores():
     assert [s.env["VLLM_CPU_OMP_THREADS_BIND"] for s in slots] == ["0", "1"]
     assert all(s.env["VLLM_CPU_KVCACHE_SPACE"] == "2" for s in slots)
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in slots)
-    assert [s.env["VLLM_CPU_OMP_THREADS_BIND"] for s in place_cpus(2, [0, 1, 2, 3], 1)] == [
-        "0,1",
-        "2,3",
-    ]
+    # A share of several cores keeps one for the worker's own Python side.
+    four = place_cpus(2, [0, 1, 2, 3], 1)
+    assert [s.env["VLLM_CPU_OMP_THREADS_BIND"] for s in four] == ["0", "2"]
+    assert [s.devices for s in four] == [["0", "1"], ["2", "3"]]
+    assert place_cpus(1, [0, 1, 2], 1)[0].env["VLLM_CPU_OMP_THREADS_BIND"] == "0,1"
     with pytest.raises(PlacementError):
         place_cpus(3, [0, 1], 1)
 

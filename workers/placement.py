@@ -81,11 +81,14 @@ def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
     slots = []
     for i in range(workers):
         mine = cores[i * per : (i + 1) * per]
+        # Like vLLM's own "auto" binding, a share of two or more cores keeps one for the
+        # worker's Python side (AsyncLLM's output handling, our socket I/O).
+        omp = mine[:-1] if len(mine) > 1 else mine
         env = {
             "CUDA_VISIBLE_DEVICES": "",
-            "VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in mine),
+            "VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in omp),
             "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
-            "OMP_NUM_THREADS": str(len(mine)),
+            "OMP_NUM_THREADS": str(len(omp)),
         }
         slots.append(Slot(i, [str(c) for c in mine], env))
     return slots

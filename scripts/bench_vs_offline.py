@@ -1,0 +1,154 @@
+"""Harness vs vLLM's offline ``LLM.generate()`` (what ``vllm bench throughput`` measures).
+
+One invocation, the same model, device, requests and pinned engine settings:
+first the offline engine in a child process, then ``harness run --workers 1
+--profile throughput``. Prints and writes both output tokens/s and their ratio.
+
+    python scripts/bench_vs_offline.py --device cpu --output results/bench_vs_offline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _runs import ROOT, harness_run, machine, write  # noqa: E402
+
+from harness.tinymodel import read_model_config, write_tiny_model  # noqa: E402
+from harness.workload import parse_spec, synthetic  # noqa: E402
+from workers.placement import discover_gpus, place_cpus, place_gpus, usable_cores  # noqa: E402
+
+
+def offline_child(spec: dict) -> None:
+    """Runs in a child process with the worker's environment: time one LLM.generate()."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(**spec["engine_args"])
+    prompts = [{"prompt_token_ids": p} for p in spec["prompts"]]
+    params = SamplingParams(max_tokens=spec["output_tokens"], ignore_eos=True, detokenize=False)
+    t0 = time.perf_counter()
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    elapsed = time.perf_counter() - t0
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    print("RESULT " + json.dumps({"elapsed_s": elapsed, "output_tokens": tokens}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="default: the tiny dummy model")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--requests", type=int, default=256)
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--output-tokens", type=int, default=64)
+    ap.add_argument("--max-num-seqs", type=int, default=128)
+    ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    ap.add_argument("--max-model-len", type=int, default=1024)
+    ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--load-format", default="dummy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--output", type=Path, default=Path("results/bench_vs_offline.json"))
+    ap.add_argument("--offline-child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.offline_child:
+        offline_child(json.loads(Path(a.offline_child).read_text()))
+        return
+
+    model = a.model or write_tiny_model(Path.home() / ".cache" / "vllm-harness" / "tiny-llama")
+    vocab = int(read_model_config(model)["vocab_size"])  # type: ignore[call-overload]
+    pinned = {
+        "max_num_seqs": a.max_num_seqs,
+        "max_num_batched_tokens": a.max_num_batched_tokens,
+        "enforce_eager": a.enforce_eager,
+        "enable_prefix_caching": False,
+        "max_model_len": a.max_model_len,
+        "load_format": a.load_format,
+        "seed": a.seed,
+    }
+    data = f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}"
+    # The same token ids the harness will send: its own seeded generator.
+    workload = synthetic(parse_spec(data), a.requests, vocab, a.seed)
+    if a.device == "cpu":
+        env = place_cpus(1, usable_cores(), 1)[0].env
+    else:
+        env = place_gpus(1, 1, discover_gpus())[0].env
+    spec = {
+        "engine_args": {"model": str(model), "skip_tokenizer_init": True, **pinned},
+        "prompts": [s.prompt for s in workload.samples],
+        "output_tokens": a.output_tokens,
+    }
+    spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.run(
+        [sys.executable, __file__, "--offline-child", str(spec_path)],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+    )
+    spec_path.unlink()
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise SystemExit(f"offline run failed: {proc.stderr.strip()[-800:]}")
+    off = json.loads(line[0][len("RESULT ") :])
+    offline_tps = off["output_tokens"] / off["elapsed_s"]
+
+    args = [
+        "--engine",
+        "vllm",
+        "--device",
+        a.device,
+        "--workers",
+        "1",
+        "--profile",
+        "throughput",
+        "--model",
+        str(model),
+        "--max-requests",
+        str(a.requests),
+        "--data",
+        data,
+        "--seed",
+        str(a.seed),
+    ]
+    for k, v in pinned.items():
+        args += ["--engine-arg", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    rep = harness_run(args, timeout=1800)
+    b = rep["benchmarks"][0]
+    harness_tps = b["throughput"]["output_tokens_per_s"]
+    result = {
+        "offline_output_tokens_per_s": offline_tps,
+        "offline_elapsed_s": off["elapsed_s"],
+        "offline_output_tokens": off["output_tokens"],
+        "harness_output_tokens_per_s": harness_tps,
+        "harness_duration_s": b["duration_s"],
+        "harness_completed": b["requests"]["completed"],
+        "ratio": harness_tps / offline_tps,
+        "engine_config": rep["environment"]["workers"][0]["engine_config"],
+    }
+    print(
+        f"offline {offline_tps:,.1f} tok/s, harness {harness_tps:,.1f} tok/s, "
+        f"ratio {result['ratio']:.4f}"
+    )
+    write(
+        a.output,
+        {
+            "benchmark": "bench_vs_offline",
+            "machine": machine(),
+            "device": a.device,
+            "args": {k: str(v) for k, v in vars(a).items()},
+            "pinned": pinned,
+            "result": result,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

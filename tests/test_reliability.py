@@ -1,0 +1,241 @@
+"""Crashes, signals and hostile traffic: nothing lost, nothing hangs, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import psutil
+import pytest
+import zmq
+
+from protocol import messages as m
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "harness", "run", "--engine", "sim", *args, "--quiet"]
+    cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def children_named(pid: int, name: str, timeout: float = 30) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [
+            c
+            for c in psutil.Process(pid).children(recursive=True)
+            if any(name in part for part in c.cmdline())
+        ]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no child {name} of {pid}")
+
+
+def accounted(b: dict) -> bool:
+    q = b["requests"]
+    return (
+        q["scheduled"]
+        == q["completed"] + q["failed"] + q["incomplete"] + q["warmup"] + q["cooldown"]
+    )
+
+
+def test_kill_9_of_one_worker_fails_its_requests_and_the_run_goes_on(tmp_path):
+    proc = start(
+        [
+            "--workers",
+            "2",
+            "--sim",
+            "decode_ms=5",
+            "--profile",
+            "constant",
+            "--rate",
+            "100",
+            "--max-requests",
+            "300",
+            "--data",
+            "prompt_tokens=8,output_tokens=50",
+        ],
+        tmp_path,
+    )
+    victim = children_named(proc.pid, "harness-worker-1")[0]
+    time.sleep(1.5)
+    victim.kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    b = rep["benchmarks"][0]
+    assert accounted(b)
+    assert b["requests"]["failed"] > 0
+    assert b["requests"]["completed"] + b["requests"]["failed"] == 300
+    assert list(b["errors"]) == ["worker 1 died (killed by signal 9)"]
+    w1 = [w for w in rep["environment"]["workers"] if w["worker_id"] == 1][0]
+    assert w1["exit"] == "killed by signal 9"
+    # The survivor took the rest of the load.
+    survivor = [w for w in b["workers"] if w["worker_id"] == 0][0]
+    assert survivor["completed"] > 150
+
+
+def test_sigint_writes_a_partial_report_and_leaves_no_process(tmp_path):
+    proc = start(
+        [
+            "--workers",
+            "2",
+            "--sim",
+            "decode_ms=10",
+            "--profile",
+            "concurrent",
+            "--concurrency",
+            "8",
+            "--max-requests",
+            "10000",
+            "--data",
+            "prompt_tokens=8,output_tokens=20",
+        ],
+        tmp_path,
+    )
+    children_named(proc.pid, "harness-worker-1")
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    assert rep["partial"] is True and rep["stop_reason"] == "interrupted"
+    b = rep["benchmarks"][0]
+    assert accounted(b)
+    assert b["requests"]["completed"] > 0
+    assert (
+        b["requests"]["incomplete"] > 0 or b["requests"]["scheduled"] == b["requests"]["completed"]
+    )
+    _, alive = psutil.wait_procs(kids, timeout=5)
+    assert alive == []
+
+
+def test_hostile_traffic_is_rejected_and_the_run_completes(tmp_path):
+    proc = start(
+        [
+            "--workers",
+            "2",
+            "--sim",
+            "decode_ms=2",
+            "--profile",
+            "constant",
+            "--rate",
+            "200",
+            "--max-requests",
+            "400",
+            "--data",
+            "prompt_tokens=8,output_tokens=10",
+        ],
+        tmp_path,
+    )
+    worker = children_named(proc.pid, "harness-worker-0")[0]
+    cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
+    ctx = zmq.Context()
+    rng = np.random.default_rng(5)
+    try:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(cfg.coordinator_addr)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(cfg.collector_addr)
+        enc = msgspec.msgpack.Encoder()
+        hostile_up = [
+            b"",
+            b"\xc1garbage",
+            enc.encode(m.Submit([])),  # a type the coordinator never takes
+            enc.encode(m.Hello("worker", 0, 1, "x", 999, "wrong-token")),  # bad version and token
+            enc.encode(m.Done(0, [1, 2, 3])),  # from a stranger
+            enc.encode(m.Heartbeat(0, 1)),
+        ]
+        hostile_events = [
+            b"\x00\x01\x02",
+            enc.encode(m.Cancel([1])),
+            enc.encode(m.Events(9, 1, b"\x01" * 7, b"", b"", [], [], [])),  # ragged columns
+            enc.encode(m.Events(9, 1, b"", b"", b"", [m.Started(10**12, 0, 0, 1, 1, 1, 1)])),
+            enc.encode(m.Events(9, 1, b"", b"", b"", [], [m.Finished(10**9, 1, 1, "length")])),
+        ]
+        for _ in range(20):
+            for msg in hostile_up:
+                dealer.send(msg)
+            dealer.send_multipart([b"a", b"b", b"c"])
+            for msg in hostile_events:
+                push.send(msg)
+            push.send(rng.bytes(int(rng.integers(1, 200))))
+            dealer.send(rng.bytes(int(rng.integers(1, 200))))
+            time.sleep(0.02)
+    finally:
+        ctx.destroy(0)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] == 400 and b["requests"]["failed"] == 0
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == 10
+
+
+def test_ipc_folder_is_private(tmp_path):
+    proc = start(
+        [
+            "--sim",
+            "decode_ms=5",
+            "--max-requests",
+            "200",
+            "--profile",
+            "synchronous",
+            "--data",
+            "prompt_tokens=8,output_tokens=10",
+        ],
+        tmp_path,
+    )
+    worker = children_named(proc.pid, "harness-worker-0")[0]
+    cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
+    folder = Path(cfg.coordinator_addr.removeprefix("ipc://")).parent
+    assert folder.stat().st_mode & 0o777 == 0o700
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_sigterm_is_handled_like_sigint(tmp_path, sig):
+    proc = start(
+        [
+            "--sim",
+            "decode_ms=10",
+            "--profile",
+            "synchronous",
+            "--max-requests",
+            "1000",
+            "--data",
+            "prompt_tokens=8,output_tokens=10",
+        ],
+        tmp_path,
+    )
+    children_named(proc.pid, "harness-worker-0")
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert json.loads((tmp_path / "out.json").read_text())["partial"] is True
