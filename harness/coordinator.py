@@ -142,7 +142,9 @@ class Coordinator:
 
     # --- processes -------------------------------------------------------------
 
-    def _spawn(self, name: str, module: str, config: bytes, env: dict[str, str]) -> Child:
+    def _spawn(
+        self, name: str, module: str, config: bytes, env: dict[str, str], cores: list[int]
+    ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -155,6 +157,9 @@ class Coordinator:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the children
             )
+        if cores:
+            # Before it imports anything: its children (vLLM's EngineCore) inherit this.
+            os.sched_setaffinity(popen.pid, cores)
         pidfd = os.pidfd_open(popen.pid)
         child = Child(name, popen, pidfd, log)
         self.children[pidfd] = child
@@ -162,6 +167,11 @@ class Coordinator:
         return child
 
     def start(self) -> None:
+        # On CPU engines, the harness's own processes keep to the cores that the
+        # model's threads leave free, so they never preempt the model.
+        spare = sorted({c for slot in self.slots for c in slot.spare_cores})
+        if spare:
+            os.sched_setaffinity(0, spare)
         ccfg = CollectorConfig(
             coordinator_addr=self.control_addr,
             events_addr=self.events_addr,
@@ -170,7 +180,7 @@ class Coordinator:
             parent_pid=os.getpid(),
         )
         self.collector = self._spawn(
-            "harness-collector", "harness.collector", msgspec.json.encode(ccfg), {}
+            "harness-collector", "harness.collector", msgspec.json.encode(ccfg), {}, spare
         )
         for slot in self.slots:
             wcfg = m.WorkerConfig(
@@ -188,6 +198,7 @@ class Coordinator:
                 "workers.main",
                 msgspec.json.encode(wcfg),
                 slot.env,
+                slot.spare_cores,
             )
             child.worker_id = slot.worker_id
             self.workers[slot.worker_id] = child

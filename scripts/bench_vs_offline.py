@@ -74,10 +74,14 @@ def main() -> None:
     data = f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}"
     # The same token ids the harness will send: its own seeded generator.
     workload = synthetic(parse_spec(data), a.requests, vocab, a.seed)
-    if a.device == "cpu":
-        env = place_cpus(1, usable_cores(), 1)[0].env
-    else:
-        env = place_gpus(1, 1, discover_gpus())[0].env
+    # The offline engine gets the worker's environment and, on CPU, its spare-core
+    # affinity for the Python side: the same conditions as the harness's worker.
+    slot = (
+        place_cpus(1, usable_cores(), 1)[0]
+        if a.device == "cpu"
+        else place_gpus(1, 1, discover_gpus())[0]
+    )
+    env = slot.env
     spec = {
         "engine_args": {"model": str(model), "skip_tokenizer_init": True, **pinned},
         "prompts": [s.prompt for s in workload.samples],
@@ -87,7 +91,16 @@ def main() -> None:
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.run(
         [sys.executable, __file__, "--offline-child", str(spec_path)],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            **env,
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        },
+        preexec_fn=(lambda: os.sched_setaffinity(0, slot.spare_cores))
+        if slot.spare_cores
+        else None,
         capture_output=True,
         text=True,
         timeout=1800,

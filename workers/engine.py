@@ -56,6 +56,7 @@ class Outbox:
         self._n_failed = 0
         self._scheduled = False
         self.events_sent = 0
+        self.messages_sent = 0
 
     def _touch(self) -> None:
         if not self._scheduled:
@@ -124,6 +125,7 @@ class Outbox:
                 )
             )
             self.events_sent += len(self._rid)
+            self.messages_sent += 1
             self._rid = array("q")
             self._n = array("i")
             self._t = array("q")

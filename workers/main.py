@@ -128,6 +128,12 @@ class Worker:
         loop.remove_reader(self.dealer.getsockopt(zmq.FD))
         hb.cancel()
         self.outbox.flush()
+        ob = self.outbox
+        print(
+            f"harness-worker-{cfg.worker_id}: {ob.messages_sent} event messages, "
+            f"{ob.events_sent} token entries, {self.bad_messages} rejected messages",
+            flush=True,
+        )
         await self.engine.shutdown()
         return 0
 

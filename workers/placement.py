@@ -17,6 +17,8 @@ class Slot(msgspec.Struct, frozen=True):
     worker_id: int
     devices: list[str]  # GPU ids (as CUDA_VISIBLE_DEVICES takes them) or CPU core ids
     env: dict[str, str]
+    # CPU engines: cores kept free of the model's threads, for the Python side of the run.
+    spare_cores: list[int] = []
 
 
 def discover_gpus() -> list[str]:
@@ -90,7 +92,8 @@ def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
             "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
             "OMP_NUM_THREADS": str(len(omp)),
         }
-        slots.append(Slot(i, [str(c) for c in mine], env))
+        spare = mine[-1:] if len(mine) > 1 else []
+        slots.append(Slot(i, [str(c) for c in mine], env, spare))
     return slots
 
 
