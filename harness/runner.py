@@ -105,6 +105,10 @@ def execute(
                 if coordinator.interrupted:
                     stop_reason, code = "interrupted", EXIT_INTERRUPTED
                     break
+                if res is not None and res.stop_reason == "max_errors":
+                    stop_reason, code = "max_errors", EXIT_FAILED
+                    print(f"harness: error: {plan.name}: --max-errors reached", file=sys.stderr)
+                    break
                 if not any(w.alive for w in coordinator.workers.values()):
                     stop_reason, code = "all workers died", EXIT_FAILED
                     break

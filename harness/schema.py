@@ -98,6 +98,9 @@ class BenchmarkResult(msgspec.Struct):
     timeseries: TimeSeries
     goodput: Goodput | None = None
     errors: dict[str, int] = {}
+    # Why sending stopped before the schedule ran out: max_seconds, max_errors,
+    # drain_timeout, interrupted, all workers died. None when it ran out.
+    stop_reason: str | None = None
 
 
 class WorkerEnv(msgspec.Struct):

@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--load-format", default="dummy")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="offline/harness pairs, alternated")
     ap.add_argument("--output", type=Path, default=Path("results/bench_vs_offline.json"))
     ap.add_argument("--offline-child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -76,12 +77,8 @@ def main() -> None:
     workload = synthetic(parse_spec(data), a.requests, vocab, a.seed)
     # The offline engine gets the worker's environment and, on CPU, its spare-core
     # affinity for the Python side: the same conditions as the harness's worker.
-    slot = (
-        place_cpus(1, usable_cores(), 1)[0]
-        if a.device == "cpu"
-        else place_gpus(1, 1, discover_gpus())[0]
-    )
-    env = slot.env
+    cpu = a.device == "cpu"
+    slot = place_cpus(1, usable_cores(), 1)[0] if cpu else place_gpus(1, 1, discover_gpus())[0]
     spec = {
         "engine_args": {"model": str(model), "skip_tokenizer_init": True, **pinned},
         "prompts": [s.prompt for s in workload.samples],
@@ -89,77 +86,83 @@ def main() -> None:
     }
     spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
     spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run(
-        [sys.executable, __file__, "--offline-child", str(spec_path)],
-        env={
-            **os.environ,
-            **env,
-            "PYTHONPATH": os.pathsep.join(
-                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-        },
-        preexec_fn=(lambda: os.sched_setaffinity(0, slot.spare_cores))
-        if slot.spare_cores
-        else None,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=ROOT,
-    )
-    spec_path.unlink()
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        raise SystemExit(f"offline run failed: {proc.stderr.strip()[-800:]}")
-    off = json.loads(line[0][len("RESULT ") :])
-    offline_tps = off["output_tokens"] / off["elapsed_s"]
+    pythonpath = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-    args = [
-        "--engine",
-        "vllm",
-        "--device",
-        a.device,
-        "--workers",
-        "1",
-        "--profile",
-        "throughput",
-        "--model",
-        str(model),
-        "--max-requests",
-        str(a.requests),
-        "--data",
-        data,
-        "--seed",
-        str(a.seed),
-    ]
+    def offline() -> dict:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--offline-child", str(spec_path)],
+            env={**os.environ, **slot.env, "PYTHONPATH": pythonpath},
+            preexec_fn=(lambda: os.sched_setaffinity(0, slot.spare_cores))
+            if slot.spare_cores
+            else None,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=ROOT,
+        )
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            raise SystemExit(f"offline run failed: {proc.stderr.strip()[-800:]}")
+        return json.loads(line[0][len("RESULT ") :])
+
+    args = ["--engine", "vllm", "--device", a.device, "--workers", "1", "--profile",
+            "throughput", "--model", str(model), "--max-requests", str(a.requests),
+            "--data", data, "--seed", str(a.seed)]  # fmt: skip
     for k, v in pinned.items():
-        args += ["--engine-arg", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-    rep = harness_run(args, timeout=1800)
-    b = rep["benchmarks"][0]
-    harness_tps = b["throughput"]["output_tokens_per_s"]
+        args += ["--engine-arg", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
+
+    pairs = []
+    rep: dict = {}
+    try:
+        # Alternate the two, so drift in the machine's speed hits both alike.
+        for i in range(a.repeat):
+            off = offline()
+            rep = harness_run(args, timeout=1800)
+            b = rep["benchmarks"][0]
+            offline_tps = off["output_tokens"] / off["elapsed_s"]
+            harness_tps = b["throughput"]["output_tokens_per_s"]
+            pairs.append(
+                {
+                    "offline_output_tokens_per_s": offline_tps,
+                    "offline_elapsed_s": off["elapsed_s"],
+                    "offline_output_tokens": off["output_tokens"],
+                    "harness_output_tokens_per_s": harness_tps,
+                    "harness_duration_s": b["duration_s"],
+                    "harness_completed": b["requests"]["completed"],
+                    "ratio": harness_tps / offline_tps,
+                }
+            )
+            print(
+                f"pair {i + 1}: offline {offline_tps:,.1f} tok/s, "
+                f"harness {harness_tps:,.1f} tok/s, ratio {harness_tps / offline_tps:.4f}",
+                flush=True,
+            )
+    finally:
+        spec_path.unlink()
+    ratios = sorted(p["ratio"] for p in pairs)
+    mid = len(ratios) // 2
     result = {
-        "offline_output_tokens_per_s": offline_tps,
-        "offline_elapsed_s": off["elapsed_s"],
-        "offline_output_tokens": off["output_tokens"],
-        "harness_output_tokens_per_s": harness_tps,
-        "harness_duration_s": b["duration_s"],
-        "harness_completed": b["requests"]["completed"],
-        "ratio": harness_tps / offline_tps,
+        "pairs": pairs,
+        "ratio_median": ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2,
+        "ratio_of_means": sum(p["harness_output_tokens_per_s"] for p in pairs)
+        / sum(p["offline_output_tokens_per_s"] for p in pairs),
         "engine_config": rep["environment"]["workers"][0]["engine_config"],
     }
     print(
-        f"offline {offline_tps:,.1f} tok/s, harness {harness_tps:,.1f} tok/s, "
-        f"ratio {result['ratio']:.4f}"
+        f"median ratio {result['ratio_median']:.4f}, "
+        f"ratio of means {result['ratio_of_means']:.4f} over {len(pairs)} pair(s)"
     )
+    meta = {k: str(v) for k, v in vars(a).items()}
     write(
         a.output,
         {
             "benchmark": "bench_vs_offline",
             "machine": machine(),
             "device": a.device,
-            "args": {k: str(v) for k, v in vars(a).items()},
+            "args": meta,
             "pinned": pinned,
             "result": result,
-        },
+        },  # fmt: skip
     )
 
 

@@ -63,3 +63,36 @@ def test_bad_input_is_one_line_and_exit_2(harness, args, message, monkeypatch):
     assert lines[0].startswith("harness: error:")
     assert message in lines[0]
     assert report is None
+
+
+def test_engine_args_file_errors(harness, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    proc, _ = harness(
+        "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(bad), check=False
+    )
+    assert proc.returncode == 2 and "not a JSON object" in proc.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    proc, _ = harness(
+        "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(broken), check=False
+    )
+    assert proc.returncode == 2 and str(broken) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_report_of_a_newer_schema_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "future.json"
+    path.write_text('{"schema_version": 99, "benchmarks": []}')
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "schema version 99 is newer" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -203,3 +203,94 @@ def test_least_outstanding_respects_the_per_worker_cap(harness):
     done = {w["worker_id"]: w["completed"] for w in b["workers"]}
     assert sum(done.values()) == 100 and set(done) == {0, 1}
     assert b["load"]["peak_inflight"] <= 10
+
+
+def test_warmup_and_cooldown_in_seconds(harness):
+    # 100 req/s, sends at 0, 10, ..., 1990 ms. Warm-up: sends before 500 ms (50).
+    # Cool-down: sends in the last 500 ms of the schedule, 1490..1990 ms inclusive (51).
+    _, rep = harness(
+        *SIM,
+        "--profile",
+        "constant",
+        "--rate",
+        "100",
+        "--max-requests",
+        "200",
+        "--warmup",
+        "0.5s",
+        "--cooldown",
+        "0.5s",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    q = rep["benchmarks"][0]["requests"]
+    assert (q["warmup"], q["cooldown"], q["completed"]) == (50, 51, 99)
+
+
+def test_max_errors_count_stops_the_run(harness):
+    # Every 4th request fails; stop at 5 failures.
+    proc, rep = harness(
+        *SIM,
+        "--sim",
+        "decode_ms=2,fail_every=4",
+        "--profile",
+        "concurrent",
+        "--concurrency",
+        "2",
+        "--max-requests",
+        "200",
+        "--max-errors",
+        "5",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "--max-errors reached" in proc.stderr
+    b = rep["benchmarks"][0]
+    assert b["stop_reason"] == "max_errors"
+    assert rep["stop_reason"] == "max_errors" and rep["partial"] is True
+    q = b["requests"]
+    assert 5 <= q["failed"] <= 7  # the in-flight ones may fail too
+    assert q["scheduled"] == q["completed"] + q["failed"] + q["incomplete"]
+    assert q["scheduled"] < 200
+    assert b["errors"] == {"sim: injected failure": q["failed"]}
+
+
+def test_max_errors_fraction(harness):
+    proc, rep = harness(
+        *SIM,
+        "--sim",
+        "fail_every=2",
+        "--profile",
+        "synchronous",
+        "--max-requests",
+        "100",
+        "--max-errors",
+        "0.25",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+        check=False,
+    )
+    assert proc.returncode == 1
+    b = rep["benchmarks"][0]
+    assert b["stop_reason"] == "max_errors"
+    # It stops at the first check with at least 10 requests done: half of them failed.
+    assert b["requests"]["completed"] + b["requests"]["failed"] < 20
+
+
+def test_failures_below_the_limit_are_reported_and_the_run_succeeds(harness):
+    _, rep = harness(
+        *SIM,
+        "--sim",
+        "fail_every=10",
+        "--max-requests",
+        "100",
+        "--max-errors",
+        "0.5",
+        "--data",
+        "prompt_tokens=8,output_tokens=4",
+    )
+    q = rep["benchmarks"][0]["requests"]
+    assert (q["completed"], q["failed"], q["incomplete"]) == (90, 10, 0)
+    assert rep["partial"] is False

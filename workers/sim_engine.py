@@ -31,6 +31,9 @@ class SimParams(msgspec.Struct, forbid_unknown_fields=True):
     decode_us_per_seq: float = 0.0
     max_num_seqs: int = 1024
     startup_s: float = 0.0
+    # Every fail_every-th request (by request id) fails instead of running: for testing
+    # error accounting and --max-errors. 0 = never.
+    fail_every: int = 0
 
 
 # A step that starts this late after the last one ended is not back to back:
@@ -66,6 +69,9 @@ class SimEngine:
         )
 
     def add(self, spec: m.RequestSpec) -> None:
+        if self.p.fail_every and spec.rid % self.p.fail_every == self.p.fail_every - 1:
+            self.out.failed(spec.rid, "sim: injected failure")
+            return
         self._waiting.append(spec)
         self._wake.set()
 
