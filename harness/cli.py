@@ -90,10 +90,17 @@ def _window(text: str | None, name: str) -> Window:
     return w
 
 
-def _outputs(paths: list[Path]) -> list[Path]:
+def _outputs(paths: list[Path], output_dir: Path | None = None) -> list[Path]:
+    from harness.render import OUTPUT_SUFFIXES
+
     for p in paths:
-        if p.suffix != ".json":
-            raise UsageError(f"--output {p}: only .json is written so far")
+        if p.suffix not in OUTPUT_SUFFIXES:
+            raise UsageError(f"--output {p}: the name must end in .json, .csv or .html")
+    if output_dir is not None:
+        import datetime as dt
+
+        run_id = dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        paths = [*paths, *(output_dir / f"{run_id}{s}" for s in OUTPUT_SUFFIXES)]
     return paths
 
 
@@ -178,10 +185,19 @@ def run(
     drain_timeout: Annotated[
         float, typer.Option(help="seconds in-flight requests get after the last send")
     ] = 60.0,
+    checkpoint_s: Annotated[
+        float,
+        typer.Option("--checkpoint-s", help="write the report so far this often (0: never)"),
+    ] = 30.0,
     slo: Annotated[
         Optional[str], typer.Option(help="goodput SLOs, e.g. ttft_ms=500,tpot_ms=50")
     ] = None,
-    output: Annotated[list[Path], typer.Option(help="report path (.json), repeatable")] = [],
+    output: Annotated[
+        list[Path], typer.Option(help="report path ending in .json, .csv or .html; repeatable")
+    ] = [],
+    output_dir: Annotated[
+        Optional[Path], typer.Option(help="write <run-id>.json, .csv and .html here")
+    ] = None,
     log_dir: Annotated[
         Optional[Path], typer.Option(help="per-process logs; default results/logs/<time>")
     ] = None,
@@ -206,6 +222,7 @@ def run(
         raise UsageError(f"--concurrency applies to concurrent, not {profile}")
     for name, v in (
         ("--max-requests", max_requests),
+        ("--checkpoint-s", checkpoint_s or None),
         ("--max-seconds", max_seconds),
         ("--max-concurrency", max_concurrency),
         ("--burstiness", burstiness),
@@ -247,6 +264,7 @@ def run(
         max_inflight_per_worker=max_inflight_per_worker,
         startup_timeout_s=startup_timeout,
         drain_timeout_s=drain_timeout,
+        checkpoint_s=checkpoint_s or None,
         slo=slo_map,
         quiet=quiet,
         cpu_kv_cache_gb=cpu_kv_cache_gb,
@@ -350,7 +368,7 @@ def run(
         check_fits(workload, max_len, vocab)
     except WorkloadError as e:
         raise UsageError(str(e)) from None
-    outputs = _outputs(output)
+    outputs = _outputs(output, output_dir)
     import datetime as dt
 
     logs = log_dir or Path("results") / "logs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -391,13 +409,64 @@ def tiny_model(folder: Path) -> None:
 
 
 @app.command()
-def report(path: Path) -> None:
-    """Print a saved run's tables again."""
+def report(
+    path: Path,
+    output: Annotated[
+        list[Path], typer.Option(help="render to .csv, .html or .json; repeatable")
+    ] = [],
+) -> None:
+    """Print a saved run's tables again, or render it as CSV or HTML."""
+    from harness.render import write_output
+
+    outputs = _outputs(output)
     try:
         rep = read_json(path)
     except ReportError as e:
         raise UsageError(str(e)) from None
     print(summary(rep))
+    for out in outputs:
+        write_output(rep, out)
+        print(f"wrote {out}", file=sys.stderr)
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        Optional[list[Path]], typer.Argument(help="reports; the first is the base")
+    ] = None,
+    layouts: Annotated[
+        Optional[Path], typer.Option(help="a layout sweep directory (<workers>x<tp>.json files)")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option(help="an .html file overlaying the curves")
+    ] = None,
+) -> None:
+    """Compare runs side by side with deltas, or the layouts of a node sweep."""
+    if layouts is not None:
+        from harness.layouts import summarize, table, write_summary
+
+        try:
+            sweep = summarize(layouts)
+        except ReportError as e:
+            raise UsageError(str(e)) from None
+        write_summary(sweep, layouts)
+        print(table(sweep))
+        return
+    from harness.render import compare_html, compare_text
+
+    if not runs or len(runs) < 2:
+        raise UsageError("compare: give two or more reports, or --layouts DIR")
+    if output is not None and output.suffix != ".html":
+        raise UsageError(f"--output {output}: compare writes .html")
+    try:
+        reps = [read_json(p) for p in runs]
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    names = [p.stem for p in runs]
+    print(compare_text(names, reps[0], reps[1:]))
+    if output is not None:
+        output.write_text(compare_html(names, reps))
+        print(f"wrote {output}", file=sys.stderr)
 
 
 def main() -> None:

@@ -239,7 +239,7 @@ class Collector:
 
     # --- results -------------------------------------------------------------
 
-    def result(self, st: BenchState, end: m.EndBench) -> BenchmarkResult:
+    def result(self, st: BenchState, end: m.EndBench | m.Snapshot) -> BenchmarkResult:
         c = self.table.c
         sel = np.flatnonzero(c["bench"] == st.bench)
         cols = {k: c[k][sel] for k in stats.Requests.__dataclass_fields__ if k != "rid"}
@@ -311,6 +311,11 @@ class Collector:
                             if st is not None:
                                 st.end_msg = msg
                                 st.end_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+                        elif isinstance(msg, m.Snapshot):
+                            st = self.benches.get(msg.bench)
+                            if st is not None:
+                                res = msgspec.msgpack.encode(self.result(st, msg))
+                                dealer.send(self.up.encode(m.BenchResult(st.bench, res, True)))
                         elif isinstance(msg, m.Lost):
                             self.lost(msg)
                         elif isinstance(msg, m.Stop):

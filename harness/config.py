@@ -40,5 +40,6 @@ class RunConfig(msgspec.Struct, kw_only=True):
     max_inflight_per_worker: int | None = None
     startup_timeout_s: float = 600.0
     drain_timeout_s: float = 60.0
+    checkpoint_s: float | None = 30.0  # write the report so far this often; None = never
     slo: dict[str, float] = {}
     quiet: bool = False

@@ -50,6 +50,10 @@ _SHUTDOWN_TIMEOUT_S = 15.0
 _CANCEL_TIMEOUT_S = 10.0  # for workers to confirm aborts
 
 
+def _colon(detail: str) -> str:
+    return f": {detail}" if detail else ""
+
+
 class RunError(RuntimeError):
     """A run that cannot go on; the message is one line for the user."""
 
@@ -97,6 +101,7 @@ class BenchState:
     peak_inflight: int = 0
     stop_reason: str | None = None
     result: BenchmarkResult | None = None
+    snapshot: BenchmarkResult | None = None  # the latest checkpoint of a running benchmark
 
 
 class Coordinator:
@@ -108,6 +113,7 @@ class Coordinator:
         engine_args: dict[str, object],
         log_dir: Path,
         on_progress: Callable[[BenchState, m.Progress | None], None] | None = None,
+        on_checkpoint: Callable[[BenchmarkResult], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.workload = workload
@@ -115,6 +121,7 @@ class Coordinator:
         self.engine_args = engine_args
         self.log_dir = log_dir
         self.on_progress = on_progress
+        self.on_checkpoint = on_checkpoint
         self.token = secrets.token_hex(16)
         self.ctx = zmq.Context()
         self.ipc_dir = private_ipc_dir()
@@ -216,7 +223,9 @@ class Coordinator:
             dead = [c for c in self.children.values() if not c.alive]
             if dead:
                 c = dead[0]
-                raise RunError(f"{c.name} exited during start-up ({c.exit_reason}): {c.log_tail()}")
+                raise RunError(
+                    f"{c.name} exited during start-up ({c.exit_reason}){_colon(c.log_tail())}"
+                )
 
     def worker_envs(self) -> list[WorkerEnv]:
         out = []
@@ -314,7 +323,13 @@ class Coordinator:
                 self.on_progress(self.bench, msg)
         elif isinstance(msg, m.BenchResult):
             if self.bench is not None and msg.bench == self.bench.index:
-                self.bench.result = msgspec.msgpack.decode(msg.payload, type=BenchmarkResult)
+                res = msgspec.msgpack.decode(msg.payload, type=BenchmarkResult)
+                if msg.partial:
+                    self.bench.snapshot = res
+                    if self.on_checkpoint:
+                        self.on_checkpoint(res)
+                else:
+                    self.bench.result = res
         elif isinstance(msg, m.Ready):
             peer.info = msg.info
             peer.ready = True
@@ -339,8 +354,12 @@ class Coordinator:
         self.poller.unregister(child.pidfd)
         code = child.popen.wait(timeout=5)
         child.exit_reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+        try:
+            os.killpg(child.popen.pid, signal.SIGKILL)  # its engine processes die with it
+        except (ProcessLookupError, PermissionError):
+            pass
         if child is self.collector:
-            raise RunError(f"the collector died ({child.exit_reason}): {child.log_tail()}")
+            raise RunError(f"the collector died ({child.exit_reason}){_colon(child.log_tail())}")
         if child.outstanding:
             lost = [
                 m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens)
@@ -453,6 +472,7 @@ class Coordinator:
         drain_deadline: float | None = None
         cancel_deadline: float | None = None
         last_tick = time.monotonic()
+        next_checkpoint = last_tick + (cfg.checkpoint_s or 0)
         while True:
             now = time.monotonic_ns()
             reason = b.stop_reason or self._limit_reason(b, now)
@@ -499,15 +519,10 @@ class Coordinator:
                 self._check_hung()
                 if self.on_progress:
                     self.on_progress(b, None)
-        meta = BenchMeta(
-            index=index,
-            name=plan.name,
-            profile=plan.profile,
-            scheduled=b.sent if b.stop_reason else b.planned,
-            requested_rate=plan.rate,
-            concurrency=plan.concurrency,
-        )
-        self._send_collector(m.EndBench(index, b.sent, msgspec.msgpack.encode(meta)))
+                if cfg.checkpoint_s and time.monotonic() >= next_checkpoint:
+                    next_checkpoint = time.monotonic() + cfg.checkpoint_s
+                    self._send_collector(m.Snapshot(index, self._meta(b, running=True)))
+        self._send_collector(m.EndBench(index, b.sent, self._meta(b)))
         deadline = time.monotonic() + _RESULT_TIMEOUT_S
         while b.result is None:
             if time.monotonic() > deadline:
@@ -518,6 +533,12 @@ class Coordinator:
             self.on_progress(b, None)
         self.bench = None
         return b.result
+
+    def _meta(self, b: BenchState, running: bool = False) -> bytes:
+        p = b.plan
+        scheduled = b.sent if (b.stop_reason or running) else b.planned
+        meta = BenchMeta(b.index, p.name, p.profile, scheduled, p.rate, p.concurrency)
+        return msgspec.msgpack.encode(meta)
 
     def _cancel_all(self, reason: str) -> None:
         for w in self.workers.values():

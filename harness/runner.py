@@ -16,7 +16,8 @@ from harness import __version__, environment, profiles
 from harness.config import RunConfig
 from harness.console import ProgressLine
 from harness.coordinator import Coordinator, Interrupted, RunError
-from harness.report import summary, write_json
+from harness.render import write_output
+from harness.report import summary
 from harness.schema import SCHEMA_VERSION, BenchmarkResult, Report
 from harness.workload import Workload
 
@@ -84,6 +85,28 @@ def execute(
     results: list[BenchmarkResult] = []
     stop_reason: str | None = None
     code = EXIT_OK
+    config = msgspec.to_builtins({**msgspec.structs.asdict(cfg), "workload": workload.summary()})
+
+    def report(benchmarks: list[BenchmarkResult], partial: bool, why: str | None) -> Report:
+        return Report(
+            schema_version=SCHEMA_VERSION,
+            harness_version=__version__,
+            created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            command=command,
+            config=config,
+            environment=environment.collect(coordinator.worker_envs()),
+            benchmarks=benchmarks,
+            partial=partial,
+            stop_reason=why,
+        )
+
+    def checkpoint(running: BenchmarkResult) -> None:
+        # A crash of anything, this process included, loses at most --checkpoint-s.
+        snap = report([*results, running], True, "running: checkpoint")
+        for path in outputs:
+            write_output(snap, path)
+
+    coordinator.on_checkpoint = checkpoint
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if coordinator.interrupted:
@@ -119,34 +142,24 @@ def execute(
             print(f"harness: error: {e}", file=sys.stderr)
         except KeyboardInterrupt:
             stop_reason, code = "interrupted twice", EXIT_INTERRUPTED
-        workers = coordinator.worker_envs()
+        running = coordinator.bench
+        if code != EXIT_OK and running is not None and running.snapshot is not None:
+            running.snapshot.stop_reason = stop_reason
+            results.append(running.snapshot)  # the last checkpoint of the benchmark cut short
+        final = report(results, code != EXIT_OK, stop_reason)
     finally:
         try:
             coordinator.close()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    config = {
-        **msgspec.structs.asdict(cfg),
-        "workload": workload.summary(),
-    }
-    report = Report(
-        schema_version=SCHEMA_VERSION,
-        harness_version=__version__,
-        created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        command=command,
-        config=msgspec.to_builtins(config),
-        environment=environment.collect(workers),
-        benchmarks=results,
-        partial=code != EXIT_OK,
-        stop_reason=stop_reason,
-    )
     for path in outputs:
-        write_json(report, path)
+        write_output(final, path)
     if not cfg.quiet and results:
-        print(summary(report))
-    for path in outputs:
-        print(f"report: {path}", file=sys.stderr)
+        print(summary(final))
+    if not cfg.quiet:
+        for path in outputs:
+            print(f"report: {path}", file=sys.stderr)
     return code
 
 

@@ -101,6 +101,12 @@ class BenchmarkResult(msgspec.Struct):
     # Why sending stopped before the schedule ran out: max_seconds, max_errors,
     # drain_timeout, interrupted, all workers died. None when it ran out.
     stop_reason: str | None = None
+    # Latency CDFs for plotting: ttft_ms, tpot_ms, itl_ms, e2e_ms at CDF_PERCENTILES.
+    cdf_ms: dict[str, list[float]] = {}
+
+
+# Percentiles at which cdf_ms samples each distribution.
+CDF_PERCENTILES = [float(p) for p in range(0, 100)] + [99.5, 99.9, 100.0]
 
 
 class WorkerEnv(msgspec.Struct):

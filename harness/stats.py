@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 
 from harness.schema import (
+    CDF_PERCENTILES,
     BenchmarkResult,
     Dist,
     Goodput,
@@ -244,7 +245,18 @@ def benchmark_result(
             fraction=good / n_comp if n_comp else 0.0,
         )
 
+    cdf = {
+        name: [float(x) for x in np.percentile(vals * _MS, CDF_PERCENTILES)]
+        for name, vals in (
+            ("ttft_ms", ttft),
+            ("tpot_ms", tpot),
+            ("itl_ms", itl_ns),
+            ("e2e_ms", e2e),
+        )
+        if len(vals)
+    }
     return BenchmarkResult(
+        cdf_ms=cdf,
         index=meta.index,
         name=meta.name,
         load=load,

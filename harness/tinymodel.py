@@ -33,9 +33,24 @@ def write_tiny_model(folder: Path) -> Path:
     return folder
 
 
+def _hub_config(model: str) -> Path | None:
+    """config.json of a Hugging Face model id from the local cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(model, "config.json")
+    return Path(found) if isinstance(found, str) else None
+
+
 def read_model_config(folder: Path) -> dict[str, object]:
-    """The model's config.json, or ValueError with a one-line reason."""
+    """The model's config.json, or ValueError with a one-line reason.
+
+    ``folder`` is a model directory, or a Hugging Face id already in the local cache.
+    """
     path = folder / "config.json"
+    if not folder.is_dir() and not folder.is_absolute():
+        path = _hub_config(str(folder)) or path
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

@@ -186,6 +186,14 @@ class Progress(_Msg, tag="progress"):
 class BenchResult(_Msg, tag="bench_result"):
     bench: int
     payload: bytes  # harness-encoded statistics
+    partial: bool = False  # an answer to Snapshot: the benchmark is still running
+
+
+class Snapshot(_Msg, tag="snapshot"):
+    """Statistics of a running benchmark so far, for checkpoints; answered by a partial BenchResult."""
+
+    bench: int
+    meta: bytes
 
 
 class Lost(_Msg, tag="lost"):
@@ -207,7 +215,7 @@ class Stop(_Msg, tag="stop"):
 
 CoordinatorToWorker = Submit | Cancel | Shutdown
 WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Progress | BenchResult
-CoordinatorToCollector = BeginBench | EndBench | Lost | Stop
+CoordinatorToCollector = BeginBench | EndBench | Snapshot | Lost | Stop
 WorkerToCollector = Events
 
 

@@ -239,3 +239,42 @@ def test_sigterm_is_handled_like_sigint(tmp_path, sig):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert json.loads((tmp_path / "out.json").read_text())["partial"] is True
+
+
+def test_collector_death_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    proc = start(
+        [
+            "--sim",
+            "decode_ms=5",
+            "--profile",
+            "concurrent",
+            "--concurrency",
+            "4",
+            "--max-requests",
+            "100000",
+            "--checkpoint-s",
+            "1",
+            "--data",
+            "prompt_tokens=8,output_tokens=10",
+        ],
+        tmp_path,
+    )
+    collector = children_named(proc.pid, "harness-collector")[0]
+    out = tmp_path / "out.json"
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    mid = json.loads(out.read_text())  # a checkpoint, written while the run goes on
+    assert mid["partial"] is True and mid["stop_reason"] == "running: checkpoint"
+    assert mid["benchmarks"][0]["requests"]["completed"] > 0
+    time.sleep(1.5)
+    collector.kill()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("harness: error: the collector died")
+    rep = json.loads(out.read_text())
+    assert rep["partial"] is True and "collector died" in rep["stop_reason"]
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] >= mid["benchmarks"][0]["requests"]["completed"]
+    assert b["stop_reason"] == rep["stop_reason"]

@@ -104,3 +104,80 @@ def test_bad_engine_argument_fails_fast_with_one_line(harness):
     assert len(err) == 1 and "harness-worker-0" in err[0]
     assert "Traceback" not in proc.stderr
     assert stray_processes(t_start) == []
+
+
+def test_kill_9_of_a_real_worker_fails_its_requests(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    t_start = time.time() - 1
+    out = tmp_path / "out.json"
+    cmd = [
+        sys.executable, "-m", "harness", "run", "--engine", "vllm", "--device", "cpu",
+        "--workers", "2", "--enforce-eager", "--profile", "constant", "--rate", "8",
+        "--max-requests", "160", "--data", f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
+        "--checkpoint-s", "1", "--quiet", "--output", str(out), "--log-dir", str(tmp_path / "logs"),
+        "--startup-timeout", "400",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 500
+        while not out.exists():  # the first checkpoint: the benchmark is running
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.5)
+        time.sleep(2)
+        victim = [
+            c
+            for c in psutil.Process(proc.pid).children()
+            if any("harness-worker-1" in part for part in c.cmdline())
+        ][0]
+        victim.kill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    rep = json.loads(out.read_text())
+    b = rep["benchmarks"][0]
+    q = b["requests"]
+    assert q["completed"] + q["failed"] == 160
+    assert q["failed"] > 0 and list(b["errors"]) == ["worker 1 died (killed by signal 9)"]
+    assert [w["exit"] for w in rep["environment"]["workers"]] == [None, "killed by signal 9"]
+    assert stray_processes(t_start) == []
+
+
+def test_cpu_node_sweep_of_two_layouts_and_resume(tmp_path):
+    import json
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    args = (
+        "--enforce-eager --sweep-points 2 --max-requests 16 --quiet "
+        f"--data prompt_tokens={PROMPT},output_tokens={OUTPUT}"
+    )
+    cmd = ["make", "-s", "sweep-node", "DEVICE=cpu", "WORKERS_LIST=1 2", f"RESULTS={tmp_path}",
+           "SWEEP_ID=cpu", "SLO=ttft_ms=60000", f"ARGS={args}"]  # fmt: skip
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = tmp_path / "cpu"
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["layout"]: r for r in summary["rows"]}
+    assert set(rows) == {"1x1", "2x1"}
+    assert all(r["status"] == "ok" and r["peak_output_tokens_per_s"] > 0 for r in rows.values())
+    assert summary["best"] in rows and (out / "summary.html").exists()
+    for name in rows:
+        rep = json.loads((out / f"{name}.json").read_text())
+        assert [b["load"]["profile"] for b in rep["benchmarks"]] == [
+            "synchronous", "throughput", "constant", "constant",
+        ]  # fmt: skip
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0
+    assert again.stdout.count("done already") == 2
