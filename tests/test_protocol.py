@@ -23,9 +23,11 @@ CASES = [
     (codec.to_coordinator, m.Progress(0, 10, 1, 640, 12.5, 99)),
     (codec.to_coordinator, m.Progress(0, 0, 0, 0, None, 99)),
     (codec.to_coordinator, m.BenchResult(0, b"\x01\x02")),
+    (codec.to_coordinator, m.BenchResult(0, b"", partial=True)),
     (codec.to_collector_control, m.BeginBench(1, 1000)),
     (codec.to_collector_control, m.EndBench(1, 64, b"meta")),
     (codec.to_collector_control, m.Lost(0, [m.Started(1, 0, 0, 5, 0, 8, 4)], "worker 0 died", 77)),
+    (codec.to_collector_control, m.Snapshot(1, b"meta")),
     (codec.to_collector_control, m.Stop()),
     (
         codec.events,
