@@ -12,8 +12,11 @@ _PLAIN_EVERY_S = 5.0
 
 
 class ProgressLine:
-    def __init__(self, total_benches: int | None, quiet: bool = False) -> None:
+    def __init__(
+        self, total_benches: int | None, quiet: bool = False, max_seconds: float | None = None
+    ) -> None:
         self.total = total_benches
+        self.max_seconds = max_seconds
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.last: Progress | None = None
@@ -35,8 +38,17 @@ class ProgressLine:
         elapsed = max((time.monotonic_ns() - b.t0_ns) / 1e9, 1e-9)
         of = f"/{self.total}" if self.total else ""
         total = "?" if b.planned > 10**15 else str(b.planned)
+        limit = self.max_seconds
+        if b.planned <= 10**15:
+            frac = b.done / max(b.planned, 1)
+        elif limit:
+            frac = elapsed / limit
+        else:
+            frac = 0.0
+        filled = int(min(max(frac, 0.0), 1.0) * 20)
         parts = [
             f"[{b.index + 1}{of} {b.plan.name}]",
+            "[" + "#" * filled + "-" * (20 - filled) + "]",
             f"{b.done}/{total} done",
             f"{b.done / elapsed:,.1f} req/s",
             f"in-flight {b.inflight}",

@@ -164,4 +164,4 @@ def execute(
 
 
 def new_progress(cfg: RunConfig) -> ProgressLine:
-    return ProgressLine(bench_count(cfg), quiet=cfg.quiet)
+    return ProgressLine(bench_count(cfg), quiet=cfg.quiet, max_seconds=cfg.max_seconds)
