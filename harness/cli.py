@@ -14,10 +14,11 @@ import typer
 from harness import runner
 from harness.config import RunConfig, Window
 from harness.coordinator import Coordinator
+from harness.datasets import build as build_workload
 from harness.profiles import PROFILES
 from harness.report import ReportError, read_json, summary
 from harness.tinymodel import read_model_config, write_tiny_model
-from harness.workload import WorkloadError, check_fits, parse_spec, synthetic
+from harness.workload import WorkloadError, check_fits, parse_spec
 from workers.placement import (
     PlacementError,
     Slot,
@@ -173,8 +174,24 @@ def run(
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     data: Annotated[
-        str, typer.Option(help="synthetic workload, e.g. prompt_tokens=128,output_tokens=64")
-    ] = "prompt_tokens=128,output_tokens=64",
+        list[str],
+        typer.Option(
+            help="a synthetic spec (prompt_tokens=128,output_tokens=64), a .jsonl file, a "
+            "ShareGPT .json file or a trace; repeatable (mixed)"
+        ),
+    ] = [],
+    data_weights: Annotated[
+        Optional[str], typer.Option(help="mixing weights of the --data sources, e.g. 3,1")
+    ] = None,
+    tokenizer: Annotated[
+        Optional[Path], typer.Option(help="tokenizer directory for text data; default: the model's")
+    ] = None,
+    chat_template: Annotated[
+        str, typer.Option(help="default (the tokenizer's), plain, or a jinja file")
+    ] = "default",
+    time_scale: Annotated[
+        float, typer.Option(help="replay: multiply the trace's send times by this")
+    ] = 1.0,
     dispatch: Annotated[
         str, typer.Option(help="least-outstanding or round-robin")
     ] = "least-outstanding",
@@ -232,16 +249,23 @@ def run(
     ):
         if v is not None and v <= 0:
             raise UsageError(f"{name} must be > 0 (got {v:g})")
+    max_requests_given = max_requests
     if max_requests is None and max_seconds is None:
         max_requests = 1000
     slo_map = {k: float(v) for k, v in _kv([slo] if slo else [], "--slo").items()}  # type: ignore[arg-type]
     for k in slo_map:
         if k not in SLO_KEYS:
             raise UsageError(f"--slo: unknown key {k!r} (known: {', '.join(SLO_KEYS)})")
-    try:
-        spec = parse_spec(data)
-    except (WorkloadError, msgspec.ValidationError) as e:
-        raise UsageError(str(e)) from None
+    data = data or ["prompt_tokens=128,output_tokens=64"]
+    weights = _floats(data_weights, "--data-weights")
+    if time_scale <= 0:
+        raise UsageError(f"--time-scale must be > 0 (got {time_scale:g})")
+    for item in data:
+        if not item.endswith((".json", ".jsonl")) and not Path(item).is_file():
+            try:
+                parse_spec(item)
+            except (WorkloadError, msgspec.ValidationError) as e:
+                raise UsageError(str(e)) from None
 
     cfg = RunConfig(
         engine=engine,
@@ -260,6 +284,10 @@ def run(
         cooldown=_window(cooldown, "--cooldown"),
         seed=seed,
         data=data,
+        data_weights=weights,
+        tokenizer=str(tokenizer) if tokenizer else None,
+        chat_template=chat_template,
+        time_scale=time_scale,
         dispatch=dispatch,
         max_inflight_per_worker=max_inflight_per_worker,
         startup_timeout_s=startup_timeout,
@@ -363,18 +391,25 @@ def run(
     cfg.vocab_size = vocab
 
     n_samples = min(cfg.max_requests or 1000, 10_000)
-    workload = synthetic(spec, n_samples, vocab, seed)
+    tok_dir = tokenizer or (model if engine == "vllm" and model is not None else None)
     try:
+        workload, replay = build_workload(
+            data, weights, tok_dir, chat_template, vocab, seed, n_samples
+        )
         check_fits(workload, max_len, vocab)
     except WorkloadError as e:
         raise UsageError(str(e)) from None
+    if (profile == "replay") != (replay is not None):
+        raise UsageError("--profile replay and a trace in --data go together")
+    if replay is not None and max_requests_given is None and max_seconds is None:
+        cfg.max_requests = None  # the whole trace
     outputs = _outputs(output, output_dir)
     import datetime as dt
 
     logs = log_dir or Path("results") / "logs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     progress = runner.new_progress(cfg)
     coordinator = Coordinator(cfg, workload, slots, engine_args, logs, on_progress=progress)
-    code = runner.execute(cfg, coordinator, outputs, ["harness", *sys.argv[1:]], workload)
+    code = runner.execute(cfg, coordinator, outputs, ["harness", *sys.argv[1:]], workload, replay)
     raise typer.Exit(code)
 
 

@@ -34,7 +34,11 @@ class RunConfig(msgspec.Struct, kw_only=True):
     warmup: Window = Window()
     cooldown: Window = Window()
     seed: int = 0
-    data: str = "prompt_tokens=128,output_tokens=64"
+    data: list[str] = msgspec.field(default_factory=lambda: ["prompt_tokens=128,output_tokens=64"])
+    data_weights: list[float] = []
+    tokenizer: str | None = None
+    chat_template: str = "default"
+    time_scale: float = 1.0  # replay: multiply the trace's offsets by this
     vocab_size: int = 32000
     dispatch: str = "least-outstanding"
     max_inflight_per_worker: int | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROFILES = ("synchronous", "concurrent", "throughput", "constant", "poisson", "sweep")
+PROFILES = ("synchronous", "concurrent", "throughput", "constant", "poisson", "sweep", "replay")
 
 
 @dataclass

@@ -30,11 +30,24 @@ EXIT_INTERRUPTED = 130  # SIGINT or SIGTERM: a partial report was written
 UNBOUNDED_CONCURRENCY_PER_WORKER = 1024
 
 
-def plans(cfg: RunConfig, results: list[BenchmarkResult]) -> Iterator[profiles.BenchPlan]:
-    """The run's benchmarks; a sweep's later ones depend on ``results`` of its earlier ones."""
+def plans(
+    cfg: RunConfig, results: list[BenchmarkResult], replay: np.ndarray | None = None
+) -> Iterator[profiles.BenchPlan]:
+    """The run's benchmarks; a sweep's later ones depend on ``results`` of its earlier ones.
+
+    ``replay`` holds a trace's send offsets (ns) for the replay profile.
+    """
     rng = np.random.default_rng([cfg.seed, 0xA77])
     n = cfg.max_requests
-    if cfg.profile == "synchronous":
+    if cfg.profile == "replay":
+        assert replay is not None
+        off = np.round(replay * cfg.time_scale).astype(np.int64)
+        if n is not None:
+            off = off[:n]
+        if cfg.max_seconds is not None:
+            off = off[off < int(cfg.max_seconds * 1e9)]
+        yield profiles.BenchPlan(f"replay x{cfg.time_scale:g}", "replay", offsets_ns=off)
+    elif cfg.profile == "synchronous":
         yield profiles.BenchPlan("synchronous", "synchronous", concurrency=1)
     elif cfg.profile == "concurrent":
         for c in cfg.concurrencies:
@@ -81,6 +94,7 @@ def execute(
     outputs: list[Path],
     command: list[str],
     workload: Workload,
+    replay: np.ndarray | None = None,
 ) -> int:
     results: list[BenchmarkResult] = []
     stop_reason: str | None = None
@@ -121,7 +135,7 @@ def execute(
     try:
         try:
             coordinator.start()
-            for i, plan in enumerate(plans(cfg, results)):
+            for i, plan in enumerate(plans(cfg, results, replay)):
                 res = coordinator.run_bench(i, plan)
                 if res is not None:
                     results.append(res)

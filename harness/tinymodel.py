@@ -27,9 +27,79 @@ TINY_LLAMA: dict[str, object] = {
 }
 
 
-def write_tiny_model(folder: Path) -> Path:
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+_WORDS = (
+    "the a an of to in and is it that for on with as was by at be this from or have not are "
+    "but one all were we when your can said there use each which she do how their if will up "
+    "other about out many then them these so some her would make like him into time has look "
+    "two more write go see number no way could people my than first water been call who oil "
+    "its now find long down day did get come made may part model token engine request latency "
+    "throughput benchmark worker batch prompt output cache memory node layout rate second user "
+    "assistant system hello question answer please explain why what where data fast slow"
+).split()
+
+
+_SYLLABLES = (
+    "ka lo mi nu re sa ti vo zu be da fe gi ho ju ke la mo ni pu ra se to vi wa xe yo".split()
+)
+
+
+def _corpus(lines: int = 6000) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(4096)
+    # Real words plus made-up ones, so byte-pair merges go on to fill the vocabulary.
+    made_up = {"".join(rng.choice(_SYLLABLES, int(rng.integers(2, 5)))) for _ in range(6000)}
+    words = np.array(_WORDS * 10 + sorted(made_up))
+    return [
+        " ".join(words[rng.integers(0, len(words), int(rng.integers(4, 16)))]).capitalize() + "."
+        for _ in range(lines)
+    ]
+
+
+def write_tokenizer(folder: Path, vocab_size: int) -> None:
+    """A byte-level BPE tokenizer trained offline on a built-in corpus, with a chat template.
+
+    Byte-level, so any text encodes; its vocabulary never exceeds the model's.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "model_max_length": TINY_LLAMA["max_position_embeddings"],
+        "chat_template": CHAT_TEMPLATE,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def write_tiny_model(folder: Path, tokenizer: bool | None = None) -> Path:
+    """The config, and a tokenizer where the ``tokenizers`` package is installed (or asked for)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(TINY_LLAMA, indent=2) + "\n")
+    if tokenizer is None:
+        import importlib.util
+
+        tokenizer = importlib.util.find_spec("tokenizers") is not None
+    if tokenizer and not (folder / "tokenizer.json").exists():
+        write_tokenizer(folder, int(TINY_LLAMA["vocab_size"]))  # type: ignore[call-overload]
     return folder
 
 

@@ -32,6 +32,7 @@ class SyntheticSpec(msgspec.Struct, forbid_unknown_fields=True):
 class Sample(msgspec.Struct, array_like=True, gc=False):
     prompt: list[int]
     output_tokens: int
+    origin: str = ""  # file:line, for errors
 
 
 class Workload(msgspec.Struct):
@@ -39,13 +40,16 @@ class Workload(msgspec.Struct):
     samples: list[Sample]
 
     def summary(self) -> dict[str, object]:
+        """What was actually sent: the source and its length distributions."""
+        from harness.stats import dist
+
         p = np.array([len(s.prompt) for s in self.samples])
         o = np.array([s.output_tokens for s in self.samples])
         return {
             "source": self.source,
             "samples": len(self.samples),
-            "prompt_tokens_mean": float(p.mean()) if len(p) else 0.0,
-            "output_tokens_mean": float(o.mean()) if len(o) else 0.0,
+            "prompt_tokens": msgspec.to_builtins(dist(p)),
+            "output_tokens": msgspec.to_builtins(dist(o)),
         }
 
 
@@ -115,11 +119,11 @@ def synthetic(spec: SyntheticSpec, n: int, vocab_size: int, seed: int) -> Worklo
 def check_fits(workload: Workload, max_model_len: int | None, vocab_size: int) -> None:
     for i, s in enumerate(workload.samples):
         if max_model_len is not None and len(s.prompt) + s.output_tokens > max_model_len:
+            where = s.origin or f"{workload.source}: sample {i}"
             raise WorkloadError(
-                f"{workload.source}: sample {i}: {len(s.prompt)} prompt + {s.output_tokens} "
+                f"{where}: {len(s.prompt)} prompt + {s.output_tokens} "
                 f"output tokens exceed max_model_len {max_model_len}"
             )
         if s.prompt and (max(s.prompt) >= vocab_size or min(s.prompt) < 0):
-            raise WorkloadError(
-                f"{workload.source}: sample {i}: token id outside the vocabulary [0, {vocab_size})"
-            )
+            where = s.origin or f"{workload.source}: sample {i}"
+            raise WorkloadError(f"{where}: token id outside the vocabulary [0, {vocab_size})")

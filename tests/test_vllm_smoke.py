@@ -181,3 +181,35 @@ def test_cpu_node_sweep_of_two_layouts_and_resume(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0
     assert again.stdout.count("done already") == 2
+
+
+def test_text_workload_through_a_real_engine_counts_tokenizer_tokens(harness, tmp_path):
+    import json
+
+    from harness.datasets import load_tokenizer
+    from harness.tinymodel import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "model", tokenizer=True)
+    tokenize, tok = load_tokenizer(model)
+    texts = ["How fast is this engine today?", "Explain the latency of a worker node, please."]
+    chat = [{"role": "user", "content": "hello there, assistant"}]
+    lines = [{"prompt": t, "output_tokens": OUTPUT} for t in texts]
+    lines.append({"messages": chat, "output_tokens": OUTPUT})
+    data = tmp_path / "text.jsonl"
+    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    expected = sorted(
+        [len(tokenize(t)) for t in texts]
+        + [len(tokenize(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)))]
+    )
+    _, rep = harness(
+        "--engine", "vllm", "--device", "cpu", "--model", str(model), "--load-format", "dummy",
+        "--enforce-eager", "--profile", "synchronous", "--max-requests", "3", "--data", str(data),
+        "--startup-timeout", "400",
+        timeout=600,
+    )  # fmt: skip
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] == 3
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == OUTPUT
+    got = rep["config"]["workload"]["prompt_tokens"]
+    assert (got["min"], got["max"], got["count"]) == (expected[0], expected[-1], 3)
+    assert b["prompt_tokens"]["mean"] == pytest.approx(sum(expected) / 3)
