@@ -451,7 +451,9 @@ class Coordinator:
         if cfg.max_errors is not None and b.failed:
             if cfg.max_errors >= 1 and b.failed >= cfg.max_errors:
                 return "max_errors"
-            if cfg.max_errors < 1 and b.done >= 10 and b.failed / b.done > cfg.max_errors:
+            # A fraction of what was sent, not of what has ended: fast failures (rejected at
+            # once) must not look like a high rate while the successes are still running.
+            if cfg.max_errors < 1 and b.done >= 10 and b.failed / b.sent > cfg.max_errors:
                 return "max_errors"
         return None
 

@@ -77,10 +77,11 @@ def test_synchronous_fixed_costs_give_ttft_and_tpot(harness):
     )
     b = only(rep)
     assert b["requests"]["completed"] == 20
-    # Tolerance: dispatch lag and event-loop wake-up, a few ms at most on a busy 2-core box.
-    assert b["ttft_ms"]["median"] == pytest.approx(10.0, abs=2.5)
-    assert b["tpot_ms"]["median"] == pytest.approx(5.0, abs=0.5)
-    assert b["e2e_ms"]["median"] == pytest.approx(10 + 15 * 5, abs=4)
+    # Tolerance: dispatch lag and event-loop wake-ups on a busy 2-core machine. The sim
+    # paces decode steps to absolute deadlines, so TPOT stays close even when TTFT is late.
+    assert b["ttft_ms"]["median"] == pytest.approx(10.0, abs=4.0)
+    assert b["tpot_ms"]["median"] == pytest.approx(5.0, abs=1.0)
+    assert b["ttft_ms"]["min"] >= 10.0 and b["tpot_ms"]["min"] >= 4.9
     assert b["load"]["peak_inflight"] == 1
 
 

@@ -118,7 +118,8 @@ def test_kill_9_of_a_real_worker_fails_its_requests(tmp_path):
     cmd = [
         sys.executable, "-m", "harness", "run", "--engine", "vllm", "--device", "cpu",
         "--workers", "2", "--enforce-eager", "--profile", "constant", "--rate", "8",
-        "--max-requests", "160", "--data", f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
+        "--dispatch", "round-robin",  # worker 1 always holds requests when it dies
+        "--max-requests", "160", "--data", f"prompt_tokens={PROMPT},output_tokens={4 * OUTPUT}",
         "--checkpoint-s", "1", "--quiet", "--output", str(out), "--log-dir", str(tmp_path / "logs"),
         "--startup-timeout", "400",
     ]  # fmt: skip

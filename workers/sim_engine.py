@@ -106,6 +106,7 @@ class SimEngine:
             if not self._waiting and not len(self._rid):
                 self._wake.clear()
                 await self._wake.wait()
+                step_end = 0  # idle: the next step starts when work arrives, not back to back
                 continue
             room = p.max_num_seqs - len(self._rid)
             admitted = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
