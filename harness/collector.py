@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 from harness import stats
-from harness.schema import BenchmarkResult
+from harness.schema import BenchmarkResult, CollectorStats
 from protocol import codec
 from protocol import messages as m
 from protocol.transport import COLLECTOR_IDENTITY, make_socket
@@ -96,6 +96,9 @@ class BenchState:
         self.ttft_ns: list[int] = []
         self.end_msg: m.EndBench | None = None
         self.end_deadline = 0.0
+        self.messages = 0
+        self.entries = 0
+        self.busy_ns = 0
 
     def add_tokens(self, t_ns: np.ndarray, n: np.ndarray) -> None:
         idx = (t_ns - self.t0_ns) // 1_000_000_000
@@ -246,9 +249,11 @@ class Collector:
         req = stats.Requests(rid=sel, **cols)
         meta = msgspec.msgpack.decode(end.meta, type=stats.BenchMeta)
         itl = np.concatenate(st.itl) if st.itl else np.zeros(0)
-        return stats.benchmark_result(
+        res = stats.benchmark_result(
             meta, req, itl, st.token_bins, st.t0_ns, self.cfg.slo or None, dict(st.errors)
         )
+        res.collector = CollectorStats(st.messages, st.entries, st.busy_ns / 1e9, self.bad_messages)
+        return res
 
     def progress(self, st: BenchState) -> m.Progress:
         ttft = float(np.median(st.ttft_ns)) / 1e6 if st.ttft_ns else None
@@ -291,7 +296,12 @@ class Collector:
                             self.bad_messages += 1
                             continue
                         self.events_seen += 1
+                        t0 = time.perf_counter_ns()
                         self.ingest(ev)
+                        if active is not None:
+                            active.messages += 1
+                            active.entries += len(ev.tok_rid) // 8
+                            active.busy_ns += time.perf_counter_ns() - t0
                 if dealer in ready:
                     while True:
                         try:

@@ -72,6 +72,15 @@ class TimeSeries(msgspec.Struct):
     inflight: list[int]
 
 
+class CollectorStats(msgspec.Struct):
+    """The collector's own work for one benchmark: how close it came to its ceiling."""
+
+    messages: int  # Events messages ingested
+    token_entries: int  # (request, time, count) entries in them
+    busy_s: float  # time spent ingesting them
+    rejected: int  # malformed or foreign messages dropped
+
+
 class Goodput(msgspec.Struct):
     slo: dict[str, float]
     requests_per_s: float
@@ -103,6 +112,7 @@ class BenchmarkResult(msgspec.Struct):
     stop_reason: str | None = None
     # Latency CDFs for plotting: ttft_ms, tpot_ms, itl_ms, e2e_ms at CDF_PERCENTILES.
     cdf_ms: dict[str, list[float]] = {}
+    collector: CollectorStats | None = None
 
 
 # Percentiles at which cdf_ms samples each distribution.

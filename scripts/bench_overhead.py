@@ -89,6 +89,10 @@ def main() -> None:
             "paced_completed": p["requests"]["completed"],
             "paced_scheduled": p["requests"]["scheduled"],
             "collector_tokens_per_s": t["throughput"]["output_tokens_per_s"],
+            # Its ceiling: entries ingested per second of the collector's own busy time.
+            "collector_busy_s": t["collector"]["busy_s"],
+            "collector_capacity_tokens_per_s": expected / t["collector"]["busy_s"],
+            "collector_messages": t["collector"]["messages"],
             "token_events_expected": expected,
             "token_events_collected": got,
             "lost_events": expected - got,
@@ -100,7 +104,8 @@ def main() -> None:
             f"paced {row['paced_achieved_rate']:,.0f}/{a.paced_rate:,.0f} req/s "
             f"(lag p99 {row['paced_dispatch_lag_p99_ms']:.1f} ms), "
             f"completed {row['completed_requests_per_s']:,.0f} req/s, lag p99 "
-            f"{row['dispatch_lag_p99_ms']:.1f} ms, collector {row['collector_tokens_per_s']:,.0f} tok/s, "
+            f"{row['dispatch_lag_p99_ms']:.1f} ms, collector {row['collector_tokens_per_s']:,.0f} tok/s "
+            f"(capacity {row['collector_capacity_tokens_per_s']:,.0f}), "
             f"lost {row['lost_events']}"
         )
     write(
