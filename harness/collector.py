@@ -316,6 +316,7 @@ class Collector:
                         if isinstance(msg, m.BeginBench):
                             active = BenchState(msg.bench, msg.t0_ns)
                             self.benches[msg.bench] = active
+                            dealer.send(self.up.encode(self.progress(active)))  # the ack
                         elif isinstance(msg, m.EndBench):
                             st = self.benches.get(msg.bench)
                             if st is not None:

@@ -102,6 +102,7 @@ class BenchState:
     stop_reason: str | None = None
     result: BenchmarkResult | None = None
     snapshot: BenchmarkResult | None = None  # the latest checkpoint of a running benchmark
+    collector_ack: bool = False
 
 
 class Coordinator:
@@ -319,8 +320,10 @@ class Coordinator:
         if isinstance(msg, m.Done):
             self._on_done(peer, msg)
         elif isinstance(msg, m.Progress):
-            if self.bench is not None and msg.bench == self.bench.index and self.on_progress:
-                self.on_progress(self.bench, msg)
+            if self.bench is not None and msg.bench == self.bench.index:
+                self.bench.collector_ack = True
+                if self.on_progress:
+                    self.on_progress(self.bench, msg)
         elif isinstance(msg, m.BenchResult):
             if self.bench is not None and msg.bench == self.bench.index:
                 res = msgspec.msgpack.decode(msg.payload, type=BenchmarkResult)
@@ -465,10 +468,19 @@ class Coordinator:
             planned = len(plan.offsets_ns)
         else:
             planned = cfg.max_requests if cfg.max_requests is not None else sys.maxsize
-        t0 = time.monotonic_ns() + (_LEAD_NS if open_loop else 0)
-        b = BenchState(index, plan, t0, planned)
+        b = BenchState(index, plan, time.monotonic_ns() + _LEAD_NS, planned)
         self.bench = b
-        self._send_collector(m.BeginBench(index, t0))
+        self._send_collector(m.BeginBench(index, b.t0_ns))
+        # The collector must know the benchmark before any of its events can reach it:
+        # they travel on another socket, so wait for its first Progress as the ack.
+        deadline = time.monotonic() + _RESULT_TIMEOUT_S
+        while not b.collector_ack:
+            if time.monotonic() > deadline:
+                raise RunError(f"the collector did not start benchmark {index} in time")
+            self._pump(10)
+        if not open_loop:
+            b.t0_ns = time.monotonic_ns()
+        t0 = b.t0_ns
         deadlines = (plan.offsets_ns + t0) if open_loop else None
         conc = plan.concurrency or 1
         drain_deadline: float | None = None
@@ -505,17 +517,6 @@ class Coordinator:
                     break  # workers that do not confirm: the collector counts them incomplete
             if all_sent and drain_deadline is None:
                 drain_deadline = time.monotonic() + cfg.drain_timeout_s
-            # Sleep until the next send is due, or a message arrives.
-            timeout_ms = 100
-            if deadlines is not None and not all_sent and b.stop_reason is None and not blocked:
-                wait_ns = int(deadlines[b.sent]) - time.monotonic_ns()
-                if wait_ns < 2 * _MS:
-                    if wait_ns > 0:
-                        self._pump(0)
-                        time.sleep(max(wait_ns - 20_000, 0) / 1e9)
-                    continue
-                timeout_ms = min(100, wait_ns // _MS - 1)
-            self._pump(int(timeout_ms))
             if time.monotonic() - last_tick > 0.5:
                 last_tick = time.monotonic()
                 self._check_hung()
@@ -524,6 +525,19 @@ class Coordinator:
                 if cfg.checkpoint_s and time.monotonic() >= next_checkpoint:
                     next_checkpoint = time.monotonic() + cfg.checkpoint_s
                     self._send_collector(m.Snapshot(index, self._meta(b, running=True)))
+            # Sleep until the next send is due, or a message arrives.
+            timeout_ms = 100
+            if deadlines is not None and not all_sent and b.stop_reason is None and not blocked:
+                wait_ns = int(deadlines[b.sent]) - time.monotonic_ns()
+                if wait_ns < 2 * _MS:
+                    # Near a deadline: take what has arrived without waiting, then sleep the
+                    # rest precisely (nanosleep) rather than to the poll's millisecond.
+                    self._pump(0)
+                    if wait_ns > 20_000:
+                        time.sleep((wait_ns - 20_000) / 1e9)
+                    continue
+                timeout_ms = min(100, wait_ns // _MS - 1)
+            self._pump(int(timeout_ms))
         self._send_collector(m.EndBench(index, b.sent, self._meta(b)))
         deadline = time.monotonic() + _RESULT_TIMEOUT_S
         while b.result is None:
@@ -552,13 +566,17 @@ class Coordinator:
     def close(self) -> None:
         """Stop every child and its descendants (vLLM's EngineCore included). Never hangs."""
         for w in self.workers.values():
-            if w.alive and w.worker_id is not None:
+            if w.alive and w.ready and w.worker_id is not None:
                 self._send_worker(w.worker_id, m.Shutdown())
+            elif w.alive:
+                w.popen.terminate()  # still starting its engine: it cannot hear Shutdown yet
         if self.collector is not None and self.collector.alive:
             try:
+                if not self.collector_ready:
+                    raise RunError("not connected")
                 self._send_collector(m.Stop())
             except RunError:
-                pass
+                self.collector.popen.terminate()  # cannot hear Stop: not connected yet
         procs: list[psutil.Process] = []
         for c in self.children.values():
             try:
