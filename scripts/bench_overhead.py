@@ -30,50 +30,15 @@ def main() -> None:
     a = ap.parse_args()
     rows = []
     for w in [int(x) for x in a.workers.split(",")]:
-        d = harness_run(
-            [
-                "--engine",
-                "sim",
-                "--workers",
-                str(w),
-                "--profile",
-                "throughput",
-                "--max-requests",
-                str(a.dispatch_requests),
-                "--data",
-                "prompt_tokens=16,output_tokens=1",
-            ]
-        )["benchmarks"][0]
-        t = harness_run(
-            [
-                "--engine",
-                "sim",
-                "--workers",
-                str(w),
-                "--profile",
-                "throughput",
-                "--max-requests",
-                str(a.token_requests),
-                "--data",
-                f"prompt_tokens=16,output_tokens={a.output_tokens}",
-            ]
-        )["benchmarks"][0]
-        p = harness_run(
-            [
-                "--engine",
-                "sim",
-                "--workers",
-                str(w),
-                "--profile",
-                "constant",
-                "--rate",
-                f"{a.paced_rate:g}",
-                "--max-seconds",
-                "5",
-                "--data",
-                "prompt_tokens=16,output_tokens=1",
-            ]
-        )["benchmarks"][0]
+
+        def sim(profile: str, out_tokens: int, *limits: str, workers: int = w) -> dict:
+            args = ["--engine", "sim", "--workers", str(workers), "--profile", profile,
+                    *limits, "--data", f"prompt_tokens=16,output_tokens={out_tokens}"]  # fmt: skip
+            return harness_run(args)["benchmarks"][0]
+
+        d = sim("throughput", 1, "--max-requests", str(a.dispatch_requests))
+        t = sim("throughput", a.output_tokens, "--max-requests", str(a.token_requests))
+        p = sim("constant", 1, "--rate", f"{a.paced_rate:g}", "--max-seconds", "5")
         expected = a.token_requests * a.output_tokens
         got = sum(x["output_tokens"] for x in t["workers"])
         row = {
