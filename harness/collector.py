@@ -29,6 +29,7 @@ DRAIN_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 _MAX_ERROR_KINDS = 50
 _RID_SLACK = 1 << 20
+COLLECTOR_NICE = 10
 
 
 class CollectorConfig(msgspec.Struct):
@@ -355,6 +356,9 @@ def main(argv: list[str]) -> int:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Nothing here is latency-critical (tokens carry their own timestamps), while the
+    # coordinator's pacing and the workers' receipts are: yield the CPU to them.
+    os.nice(COLLECTOR_NICE)
     cfg = msgspec.json.decode(argv[-1], type=CollectorConfig)
     return Collector(cfg).run()
 
