@@ -118,8 +118,6 @@ class Collector:
         self.table = Table()
         self.benches: dict[int, BenchState] = {}
         self.bad_messages = 0
-        self.events_seen = 0
-        self.tokens_seen = 0
         self.ev_codec = codec.events()
         self.up = codec.to_coordinator()
         self.ctl = codec.to_collector_control()
@@ -184,7 +182,6 @@ class Collector:
 
     def _tokens(self, rid: np.ndarray, n: np.ndarray, tt: np.ndarray) -> None:
         c = self.table.c
-        self.tokens_seen += int(n.sum())
         if len(np.unique(rid)) != len(rid):
             order = np.lexsort((tt, rid))
             rid, n, tt = rid[order], n[order], tt[order]
@@ -296,7 +293,6 @@ class Collector:
                         except codec.DecodeError:
                             self.bad_messages += 1
                             continue
-                        self.events_seen += 1
                         t0 = time.perf_counter_ns()
                         self.ingest(ev)
                         if active is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from harness.report import ReportError, read_json
+from harness.report import ReportError, fmt_num, read_json
 from harness.schema import BenchmarkResult
 
 # A benchmark meets the SLO when at least this share of its requests met every SLO.
@@ -130,10 +130,6 @@ def summarize(folder: Path) -> SweepSummary:
     return SweepSummary(str(folder), slo, rows, best.layout if best else None)
 
 
-def _cell(x: float | None) -> str:
-    return "-" if x is None else f"{x:,.2f}"
-
-
 def table(s: SweepSummary) -> str:
     slo = ",".join(f"{k}={v:g}" for k, v in s.slo.items()) or "none"
     head = f"{'layout':<9}{'status':<9}{'peak out tok/s':>16}{'SLO rate req/s':>16}{'TTFT p99 ms':>13}{'ITL p99 ms':>12}"
@@ -141,8 +137,8 @@ def table(s: SweepSummary) -> str:
     for r in s.rows:
         mark = " <- best" if r.best else ""
         lines.append(
-            f"{r.layout:<9}{r.status:<9}{_cell(r.peak_output_tokens_per_s):>16}"
-            f"{_cell(r.best_slo_rate):>16}{_cell(r.ttft_p99_ms):>13}{_cell(r.itl_p99_ms):>12}{mark}"
+            f"{r.layout:<9}{r.status:<9}{fmt_num(r.peak_output_tokens_per_s):>16}"
+            f"{fmt_num(r.best_slo_rate):>16}{fmt_num(r.ttft_p99_ms):>13}{fmt_num(r.itl_p99_ms):>12}{mark}"
             + (f"  {r.error}" if r.error else "")
         )
     return "\n".join(lines)
@@ -154,8 +150,8 @@ def to_html(s: SweepSummary) -> str:
     for r in s.rows:
         style = ' style="background:#e6f4ea;font-weight:bold"' if r.best else ""
         vals = [r.layout + (" (best)" if r.best else ""), r.status,
-                _cell(r.peak_output_tokens_per_s), _cell(r.best_slo_rate),
-                _cell(r.ttft_p99_ms), _cell(r.itl_p99_ms), r.error or ""]  # fmt: skip
+                fmt_num(r.peak_output_tokens_per_s), fmt_num(r.best_slo_rate),
+                fmt_num(r.ttft_p99_ms), fmt_num(r.itl_p99_ms), r.error or ""]  # fmt: skip
         cells.append(f"<tr{style}>" + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>")
     slo = ", ".join(f"{html.escape(k)} &le; {v:g}" for k, v in s.slo.items()) or "none"
     return (

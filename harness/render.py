@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from harness.report import write_json
+from harness.report import fmt_num, write_json
 from harness.schema import CDF_PERCENTILES, BenchmarkResult, Report
 
 DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms")
@@ -181,25 +181,21 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _n(x: float | None) -> str:
-    return "-" if x is None else f"{x:,.2f}"
-
-
 def to_html(report: Report, title: str = "vllm-harness report") -> str:
     bs = report.benchmarks
     summary = _table(
         ["benchmark", "req/s", "output tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
          "E2E p99", "completed", "failed", "incomplete"],
-        [[b.name, _n(b.throughput.requests_per_s), _n(b.throughput.output_tokens_per_s),
-          _n(b.ttft_ms.p50 if b.ttft_ms else None), _n(b.ttft_ms.p99 if b.ttft_ms else None),
-          _n(b.itl_ms.p50 if b.itl_ms else None), _n(b.itl_ms.p99 if b.itl_ms else None),
-          _n(b.e2e_ms.p99 if b.e2e_ms else None), str(b.requests.completed),
+        [[b.name, fmt_num(b.throughput.requests_per_s), fmt_num(b.throughput.output_tokens_per_s),
+          fmt_num(b.ttft_ms.p50 if b.ttft_ms else None), fmt_num(b.ttft_ms.p99 if b.ttft_ms else None),
+          fmt_num(b.itl_ms.p50 if b.itl_ms else None), fmt_num(b.itl_ms.p99 if b.itl_ms else None),
+          fmt_num(b.e2e_ms.p99 if b.e2e_ms else None), str(b.requests.completed),
           str(b.requests.failed), str(b.requests.incomplete)] for b in bs],
     )  # fmt: skip
     workers = _table(
         ["benchmark", "worker", "completed", "failed", "output tokens", "output tok/s"],
         [[b.name, str(w.worker_id), str(w.completed), str(w.failed), str(w.output_tokens),
-          _n(w.output_tokens_per_s)] for b in bs for w in b.workers],
+          fmt_num(w.output_tokens_per_s)] for b in bs for w in b.workers],
     )  # fmt: skip
     config = html.escape(msgspec.json.format(msgspec.json.encode(report.config)).decode())
     env = html.escape(msgspec.json.format(msgspec.json.encode(report.environment)).decode())
@@ -263,14 +259,14 @@ def compare_rows(base: Report, others: list[Report]) -> list[list[str]]:
     for i, b0 in enumerate(base.benchmarks):
         for label, group, key in COMPARE_METRICS:
             a = metric(b0, group, key)
-            row = [b0.name, label, _n(a)]
+            row = [b0.name, label, fmt_num(a)]
             for rep in others:
                 if i >= len(rep.benchmarks):
                     row += ["-", "-"]
                     continue
                 v = metric(rep.benchmarks[i], group, key)
                 d = delta_pct(a, v)
-                row += [_n(v), "-" if d is None else f"{d:+.2f}%"]
+                row += [fmt_num(v), "-" if d is None else f"{d:+.2f}%"]
             rows.append(row)
     return rows
 

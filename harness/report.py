@@ -41,12 +41,13 @@ def read_json(path: Path) -> Report:
         raise ReportError(f"{path}: {e}") from None
 
 
-def _f(x: float | None, nd: int = 2) -> str:
-    return "-" if x is None else f"{x:,.{nd}f}"
+def fmt_num(x: float | None) -> str:
+    """A table cell: two decimals with thousands separators, "-" for no value."""
+    return "-" if x is None else f"{x:,.2f}"
 
 
 def _d(dist: Dist | None, key: str) -> str:
-    return "-" if dist is None else _f(getattr(dist, key))
+    return "-" if dist is None else fmt_num(getattr(dist, key))
 
 
 def bench_table(b: BenchmarkResult) -> str:
@@ -56,16 +57,18 @@ def bench_table(b: BenchmarkResult) -> str:
         f"{'=' * 22} {b.name} {'=' * max(4, 40 - len(b.name))}",
         f"{'Requests completed / failed / incomplete:':<44}{r.completed} / {r.failed} / {r.incomplete}",
         f"{'Warm-up / cool-down requests (excluded):':<44}{r.warmup} / {r.cooldown}",
-        f"{'Benchmark duration (s):':<44}{_f(b.duration_s)}",
-        f"{'Request throughput (req/s):':<44}{_f(b.throughput.requests_per_s)}",
-        f"{'Output token throughput (tok/s):':<44}{_f(b.throughput.output_tokens_per_s)}",
-        f"{'Total token throughput (tok/s):':<44}{_f(b.throughput.total_tokens_per_s)}",
+        f"{'Benchmark duration (s):':<44}{fmt_num(b.duration_s)}",
+        f"{'Request throughput (req/s):':<44}{fmt_num(b.throughput.requests_per_s)}",
+        f"{'Output token throughput (tok/s):':<44}{fmt_num(b.throughput.output_tokens_per_s)}",
+        f"{'Total token throughput (tok/s):':<44}{fmt_num(b.throughput.total_tokens_per_s)}",
         f"{'Send rate requested / achieved (req/s):':<44}"
-        f"{_f(b.load.requested_rate)} / {_f(b.load.achieved_send_rate)}",
-        f"{'In-flight peak / mean:':<44}{b.load.peak_inflight} / {_f(b.load.mean_inflight)}",
+        f"{fmt_num(b.load.requested_rate)} / {fmt_num(b.load.achieved_send_rate)}",
+        f"{'In-flight peak / mean:':<44}{b.load.peak_inflight} / {fmt_num(b.load.mean_inflight)}",
     ]
     if b.goodput is not None:
-        lines.append(f"{'Goodput (req/s meeting every SLO):':<44}{_f(b.goodput.requests_per_s)}")
+        lines.append(
+            f"{'Goodput (req/s meeting every SLO):':<44}{fmt_num(b.goodput.requests_per_s)}"
+        )
     lines.append(f"{'':<16}{'mean':>12}{'p50':>12}{'p90':>12}{'p99':>12}{'max':>12}")
     for label, d in (
         ("TTFT (ms)", b.ttft_ms),
@@ -80,7 +83,7 @@ def bench_table(b: BenchmarkResult) -> str:
         for w in b.workers:
             lines.append(
                 f"  worker {w.worker_id}: {w.completed} done, {w.failed} failed, "
-                f"{_f(w.output_tokens_per_s)} output tok/s"
+                f"{fmt_num(w.output_tokens_per_s)} output tok/s"
             )
     for err, n in list(b.errors.items())[:5]:
         lines.append(f"  error x{n}: {err}")
