@@ -337,6 +337,8 @@ class Collector:
                         dealer.send(self.up.encode(m.BenchResult(st.bench, payload)))
                         st.end_msg = None
                         st.itl = []
+                        if st is active:
+                            active = None  # no more progress for a finished benchmark
                 if active is not None and now >= next_progress:
                     dealer.send(self.up.encode(self.progress(active)))
                     next_progress = now + PROGRESS_EVERY_S
