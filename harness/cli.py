@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,7 @@ import typer
 
 from harness import runner
 from harness.config import RunConfig, Window
-from harness.coordinator import Coordinator
+from harness.coordinator import Coordinator, RunError
 from harness.datasets import build as build_workload
 from harness.profiles import PROFILES
 from harness.report import ReportError, read_json, summary
@@ -219,6 +220,23 @@ def run(
         Optional[Path], typer.Option(help="per-process logs; default results/logs/<time>")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress line and no table")] = False,
+    listen: Annotated[
+        Optional[str],
+        typer.Option(
+            help="multi-node: tcp://HOST:PORT where remote workers join "
+            "(harness worker --connect); the collector takes PORT+1"
+        ),
+    ] = None,
+    remote_workers: Annotated[
+        int, typer.Option(help="multi-node: remote workers to wait for, besides --workers")
+    ] = 0,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="HARNESS_TOKEN",
+            help="multi-node: the secret remote workers must present; default: a new one, printed",
+        ),
+    ] = None,
 ) -> None:
     """Run benchmarks on a pool of engine workers."""
     if engine not in ("vllm", "sim"):
@@ -237,13 +255,21 @@ def run(
         raise UsageError("--profile concurrent needs --concurrency")
     if concs and profile != "concurrent":
         raise UsageError(f"--concurrency applies to concurrent, not {profile}")
+    if remote_workers < 0 or workers < 0:
+        raise UsageError("--workers and --remote-workers must not be negative")
+    if remote_workers and listen is None:
+        raise UsageError("--remote-workers needs --listen tcp://HOST:PORT")
+    if listen is not None:
+        listen = _tcp_address(listen, "--listen")
+        if not remote_workers:
+            raise UsageError("--listen needs --remote-workers N (how many to wait for)")
     for name, v in (
         ("--max-requests", max_requests),
         ("--checkpoint-s", checkpoint_s or None),
         ("--max-seconds", max_seconds),
         ("--max-concurrency", max_concurrency),
         ("--burstiness", burstiness),
-        ("--workers", workers),
+        ("--workers", workers or (None if remote_workers else 0)),
         ("--tp", tp),
         ("--startup-timeout", startup_timeout),
     ):
@@ -296,6 +322,8 @@ def run(
         slo=slo_map,
         quiet=quiet,
         cpu_kv_cache_gb=cpu_kv_cache_gb,
+        listen=listen,
+        remote_workers=remote_workers,
     )
     if cfg.cooldown.requests and cfg.max_requests is None:
         raise UsageError("--cooldown N (requests) needs --max-requests; use --cooldown Ns")
@@ -361,11 +389,15 @@ def run(
                 int(raw) if isinstance(raw, (int, float, str)) and str(raw).isdigit() else None
             )
         found = discover_gpus() if device in ("auto", "cuda") else []
-        if device == "auto":
-            device = "cuda" if found else "cpu"
+        if device == "auto" and workers:
+            device = "cuda" if found else "cpu"  # remote workers alone: each host decides
         cfg.device, cfg.model = device, str(model)
         try:
-            if device == "cuda":
+            if not workers:
+                if device not in ("auto", "cuda", "cpu"):
+                    raise UsageError(f"--device must be auto, cuda or cpu, not {device!r}")
+                slots = []
+            elif device == "cuda":
                 if gpus is not None:
                     found = [g.strip() for g in gpus.split(",") if g.strip()]
                 slots = place_gpus(workers, tp, found)
@@ -407,8 +439,29 @@ def run(
     import datetime as dt
 
     logs = log_dir or Path("results") / "logs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if listen is not None:
+        if token is None:
+            import secrets
+
+            token = secrets.token_hex(16)
+            shown = token
+        else:
+            shown = "$HARNESS_TOKEN"
+        port = listen.rsplit(":", 1)[1]
+        print(
+            f"harness: waiting for {remote_workers} remote worker(s) on {listen}; on each node run:"
+            f" harness worker --connect tcp://{socket.gethostname()}:{port} --token {shown}",
+            file=sys.stderr,
+            flush=True,
+        )
     progress = runner.new_progress(cfg)
-    coordinator = Coordinator(cfg, workload, slots, engine_args, logs, on_progress=progress)
+    try:
+        coordinator = Coordinator(
+            cfg, workload, slots, engine_args, logs, on_progress=progress, token=token
+        )
+    except RunError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        raise typer.Exit(runner.EXIT_FAILED) from None
     code = runner.execute(cfg, coordinator, outputs, ["harness", *sys.argv[1:]], workload, replay)
     raise typer.Exit(code)
 
@@ -434,6 +487,97 @@ def _check_engine_args(args: dict[str, object]) -> None:
     for key in args:
         if key not in known:
             raise UsageError(f"--engine-arg {key}: not an AsyncEngineArgs field")
+
+
+def _tcp_address(text: str, name: str) -> str:
+    """``tcp://HOST:PORT``, with a port whose successor is a port too (the collector's)."""
+    host, sep, port = text.removeprefix("tcp://").rpartition(":")
+    if not text.startswith("tcp://") or not sep or not host or not port.isdigit():
+        raise UsageError(f"{name}: expected tcp://HOST:PORT, got {text!r}")
+    if not 1 <= int(port) <= 65534:
+        raise UsageError(f"{name}: port {port} is out of range (1-65534; PORT+1 is used too)")
+    return text
+
+
+@app.command()
+def worker(
+    connect: Annotated[
+        str, typer.Option(help="the head's tcp://HOST:PORT (its harness run --listen)")
+    ],
+    token: Annotated[
+        Optional[str],
+        typer.Option(envvar="HARNESS_TOKEN", help="the run's secret, as the head printed it"),
+    ] = None,
+    gpus: Annotated[
+        Optional[str],
+        typer.Option(help="GPU ids for this engine; default: CUDA_VISIBLE_DEVICES or all"),
+    ] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="the model directory on this host, if not at the head's path"),
+    ] = None,
+    join_timeout: Annotated[
+        float, typer.Option(help="seconds to wait for the head to answer")
+    ] = 600.0,
+    clock_skew_s: Annotated[float, typer.Option(hidden=True)] = 0.0,
+) -> None:
+    """Join a run on another node as one engine worker (multi-node).
+
+    The head (harness run --listen ... --remote-workers N) sends the engine's settings.
+    Start one per engine, e.g. with srun --ntasks-per-node=2 --gpus-per-task=4.
+    """
+    import signal
+    import subprocess
+
+    from protocol.messages import WorkerConfig
+
+    connect = _tcp_address(connect, "--connect")
+    if not token:
+        raise UsageError("harness worker needs --token (or HARNESS_TOKEN), as the head printed it")
+    if join_timeout <= 0:
+        raise UsageError(f"--join-timeout must be > 0 (got {join_timeout:g})")
+    if model is not None and not model.is_dir():
+        raise UsageError(f"--model {model}: not a directory")
+    env = dict(os.environ)
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(g.strip() for g in gpus.split(",") if g.strip())
+    wcfg = WorkerConfig(
+        worker_id=-1,
+        coordinator_addr=connect,
+        collector_addr="",
+        token=token,
+        engine="",
+        remote=True,
+        join_timeout_s=join_timeout,
+        clock_skew_ns=int(clock_skew_s * 1e9),
+        model=str(model.resolve()) if model else None,
+    )
+    cmd = [sys.executable, "-m", "workers.main", "harness-worker-remote"]
+    # Its own session, so the engine's processes can be stopped together, whatever happens.
+    proc = subprocess.Popen(
+        [*cmd, msgspec.json.encode(wcfg).decode()], env=env, start_new_session=True
+    )
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    code = runner.EXIT_INTERRUPTED
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # vLLM's processes, if any are left
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+    raise typer.Exit(code)
 
 
 @app.command("tiny-model")

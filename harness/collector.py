@@ -38,6 +38,7 @@ class CollectorConfig(msgspec.Struct):
     token: str
     slo: dict[str, float] = {}
     parent_pid: int = 0
+    events_tcp: str | None = None  # multi-node: remote workers push here too
 
 
 _COLS: dict[str, type] = {
@@ -267,6 +268,8 @@ class Collector:
         ctx = zmq.Context()
         pull = make_socket(ctx, zmq.PULL)
         pull.bind(self.cfg.events_addr)
+        if self.cfg.events_tcp:
+            pull.bind(self.cfg.events_tcp)
         dealer = make_socket(ctx, zmq.DEALER, identity=COLLECTOR_IDENTITY)
         dealer.connect(self.cfg.coordinator_addr)
         dealer.send(

@@ -47,3 +47,5 @@ class RunConfig(msgspec.Struct, kw_only=True):
     checkpoint_s: float | None = 30.0  # write the report so far this often; None = never
     slo: dict[str, float] = {}
     quiet: bool = False
+    listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
+    remote_workers: int = 0

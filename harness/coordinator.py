@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ _MS = 1_000_000
 _BATCH = 512  # most requests put in one Submit
 _LEAD_NS = 50 * _MS  # open-loop schedules start this far ahead, so the first sends are on time
 _HEARTBEAT_TIMEOUT_S = 30.0  # a live worker that says nothing this long (after Ready) is hung
+# A remote worker has no process sentinel here: silence is how its death shows. Before it is
+# Ready, vLLM's start-up may block its loop for minutes, so only the start-up timeout applies.
+_REMOTE_SILENCE_S = 10.0
 _RESULT_TIMEOUT_S = 60.0
 _SHUTDOWN_TIMEOUT_S = 15.0
 _CANCEL_TIMEOUT_S = 10.0  # for workers to confirm aborts
@@ -64,10 +68,13 @@ class Interrupted(Exception):
 
 @dataclass
 class Child:
+    """A collector or worker: a child process here, or a remote worker known by its identity."""
+
     name: str
-    popen: subprocess.Popen[bytes]
-    pidfd: int
-    log: Path
+    ident: bytes
+    popen: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    log: Path | None = None
     worker_id: int | None = None
     alive: bool = True
     ready: bool = False
@@ -77,7 +84,13 @@ class Child:
     last_seen: float = field(default_factory=time.monotonic)
     exit_reason: str | None = None
 
+    @property
+    def remote(self) -> bool:
+        return self.popen is None
+
     def log_tail(self) -> str:
+        if self.log is None:
+            return ""
         try:
             lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
@@ -115,6 +128,7 @@ class Coordinator:
         log_dir: Path,
         on_progress: Callable[[BenchState, m.Progress | None], None] | None = None,
         on_checkpoint: Callable[[BenchmarkResult], None] | None = None,
+        token: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.workload = workload
@@ -123,7 +137,7 @@ class Coordinator:
         self.log_dir = log_dir
         self.on_progress = on_progress
         self.on_checkpoint = on_checkpoint
-        self.token = secrets.token_hex(16)
+        self.token = token or secrets.token_hex(16)
         self.ctx = zmq.Context()
         self.ipc_dir = private_ipc_dir()
         self.router = make_socket(self.ctx, zmq.ROUTER)
@@ -134,24 +148,44 @@ class Coordinator:
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
         self.children: dict[int, Child] = {}  # by pidfd
+        self.peers: dict[bytes, Child] = {}  # by socket identity
         self.workers: dict[int, Child] = {}
         self.collector: Child | None = None
         self.collector_ready = False
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
         self.ctl = codec.to_collector_control()
-        self.rejected = 0
+        self.rejected: Counter[str] = Counter()  # foreign or malformed messages, by kind
         self.next_rid = 0
         self.rr = 0
         self.bench: BenchState | None = None
         self.interrupted: int | None = None
         self.stop_reason: str | None = None
         self.results: list[BenchmarkResult] = []
+        # Multi-node: remote workers reach the same ROUTER, and the collector, over TCP.
+        self.accepting = True  # remote workers may join until the first benchmark
+        self.events_tcp: str | None = None
+        self.events_port = 0
+        if cfg.listen:
+            host, port = cfg.listen.rsplit(":", 1)
+            self.events_port = int(port) + 1
+            self.events_tcp = f"{host}:{self.events_port}"
+            try:
+                self.router.bind(cfg.listen)
+            except zmq.ZMQError as e:
+                self.close()
+                raise RunError(f"cannot listen on {cfg.listen}: {e}") from None
 
     # --- processes -------------------------------------------------------------
 
     def _spawn(
-        self, name: str, module: str, config: bytes, env: dict[str, str], cores: list[int]
+        self,
+        name: str,
+        ident: bytes,
+        module: str,
+        config: bytes,
+        env: dict[str, str],
+        cores: list[int],
     ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
@@ -169,8 +203,9 @@ class Coordinator:
             # Before it imports anything: its children (vLLM's EngineCore) inherit this.
             os.sched_setaffinity(popen.pid, cores)
         pidfd = os.pidfd_open(popen.pid)
-        child = Child(name, popen, pidfd, log)
+        child = Child(name, ident, popen, pidfd, log)
         self.children[pidfd] = child
+        self.peers[ident] = child
         self.poller.register(pidfd, zmq.POLLIN)
         return child
 
@@ -183,12 +218,18 @@ class Coordinator:
         ccfg = CollectorConfig(
             coordinator_addr=self.control_addr,
             events_addr=self.events_addr,
+            events_tcp=self.events_tcp,
             token=self.token,
             slo=self.cfg.slo,
             parent_pid=os.getpid(),
         )
         self.collector = self._spawn(
-            "harness-collector", "harness.collector", msgspec.json.encode(ccfg), {}, spare
+            "harness-collector",
+            COLLECTOR_IDENTITY,
+            "harness.collector",
+            msgspec.json.encode(ccfg),
+            {},
+            spare,
         )
         for slot in self.slots:
             wcfg = m.WorkerConfig(
@@ -203,6 +244,7 @@ class Coordinator:
             )
             child = self._spawn(
                 f"harness-worker-{slot.worker_id}",
+                worker_identity(slot.worker_id),
                 "workers.main",
                 msgspec.json.encode(wcfg),
                 slot.env,
@@ -211,22 +253,31 @@ class Coordinator:
             child.worker_id = slot.worker_id
             self.workers[slot.worker_id] = child
         deadline = time.monotonic() + self.cfg.startup_timeout_s
-        while not (self.collector_ready and all(w.ready for w in self.workers.values())):
+        n = len(self.slots) + self.cfg.remote_workers
+        while not (
+            self.collector_ready
+            and len(self.workers) == n
+            and all(w.ready for w in self.workers.values())
+        ):
             if self.interrupted:
                 raise Interrupted()
             if time.monotonic() > deadline:
                 late = [w.name for w in self.workers.values() if not w.ready]
+                if len(self.workers) < n:
+                    late.append(f"{n - len(self.workers)} remote worker(s) never joined")
                 raise RunError(
                     f"engine start-up timed out after {self.cfg.startup_timeout_s:g}s "
                     f"({', '.join(late) or 'harness-collector'} not ready; see {self.log_dir})"
                 )
             self._pump(100)
-            dead = [c for c in self.children.values() if not c.alive]
+            self._check_hung()
+            dead = [c for c in [*self.children.values(), *self.workers.values()] if not c.alive]
             if dead:
                 c = dead[0]
                 raise RunError(
                     f"{c.name} exited during start-up ({c.exit_reason}){_colon(c.log_tail())}"
                 )
+        self.accepting = False
 
     def worker_envs(self) -> list[WorkerEnv]:
         out = []
@@ -235,7 +286,7 @@ class Coordinator:
             out.append(
                 WorkerEnv(
                     worker_id=w.worker_id or 0,
-                    pid=w.popen.pid,
+                    pid=w.popen.pid if w.popen else (w.hello.pid if w.hello else 0),
                     host=w.hello.host if w.hello else "",
                     device=info.device if info else "",
                     devices=info.devices if info else [],
@@ -243,19 +294,20 @@ class Coordinator:
                     kv_cache_tokens=info.kv_cache_tokens if info else None,
                     engine_config=info.engine_config if info else {},
                     exit=w.exit_reason,
+                    remote=w.remote,
+                    clock_offset_ns=info.clock_offset_ns if info else 0,
+                    clock_error_ns=info.clock_error_ns if info else 0,
                 )
             )
         return out
 
     # --- messages --------------------------------------------------------------
 
-    def _send_worker(self, worker_id: int, msg: m.CoordinatorToWorker) -> None:
+    def _send_worker(self, ident: bytes, msg: m.CoordinatorToWorker) -> None:
         try:
-            self.router.send_multipart(
-                [worker_identity(worker_id), self.down.encode(msg)], copy=False
-            )
+            self.router.send_multipart([ident, self.down.encode(msg)], copy=False)
         except zmq.ZMQError:
-            pass  # the worker is gone; its sentinel reports that
+            pass  # the worker is gone; its sentinel or its silence reports that
 
     def _send_collector(self, msg: m.CoordinatorToCollector) -> None:
         try:
@@ -277,44 +329,89 @@ class Coordinator:
             except zmq.Again:
                 return
             if len(frames) != 2:
-                self.rejected += 1
+                self._reject("malformed frames")
                 continue
             ident = frames[0].bytes
             try:
                 msg = self.up.decode(frames[1].buffer)
             except codec.DecodeError:
-                self.rejected += 1
+                self._reject("undecodable")
                 continue
             self._handle(ident, msg)
 
-    def _peer(self, ident: bytes) -> Child | None:
-        if ident == COLLECTOR_IDENTITY:
-            return self.collector
-        for wid, w in self.workers.items():
-            if worker_identity(wid) == ident:
-                return w
-        return None
+    def _reject(self, kind: str) -> None:
+        """Count a dropped message; the first of each kind is logged, a flood is not."""
+        if kind not in self.rejected:
+            if len(self.rejected) >= 20:
+                kind = "other"
+            else:
+                print(f"harness: rejected a message: {kind}", file=sys.stderr, flush=True)
+        self.rejected[kind] += 1
+
+    def _admit(self, ident: bytes, hello: m.Hello) -> None:
+        """A remote worker's Hello: check it, give it an id, and tell it what to run."""
+        cfg = self.cfg
+        remote = sum(1 for w in self.workers.values() if w.remote)
+        refusal = None
+        if hello.token != self.token:
+            refusal = "wrong token"
+        elif hello.protocol_version != m.PROTOCOL_VERSION:
+            refusal = (
+                f"protocol version {hello.protocol_version}, this run speaks {m.PROTOCOL_VERSION}"
+            )
+        elif hello.role != "worker" or not ident.startswith(b"r"):
+            refusal = "not a worker"
+        elif not self.accepting or remote >= cfg.remote_workers:
+            refusal = "this run has all the workers it asked for"
+        if refusal is not None:
+            self._reject(f"remote worker refused: {refusal}")
+            self._send_worker(ident, m.Refused(refusal))
+            return
+        wid = len(self.slots) + remote
+        w = Child(f"harness-worker-{wid} ({hello.host})", ident, worker_id=wid, hello=hello)
+        self.peers[ident] = w
+        self.workers[wid] = w
+        self._send_worker(
+            ident,
+            m.Configure(
+                wid,
+                cfg.engine,
+                self.engine_args,
+                cfg.device,
+                cfg.tp,
+                cfg.cpu_kv_cache_gb,
+                self.events_port,
+            ),
+        )
 
     def _handle(self, ident: bytes, msg: m.WorkerToCoordinator) -> None:
-        peer = self._peer(ident)
+        peer = self.peers.get(ident)
         if peer is None:
-            self.rejected += 1
+            if isinstance(msg, m.Hello) and self.cfg.listen:
+                self._admit(ident, msg)
+            else:
+                self._reject("unknown sender")
+            return
+        if isinstance(msg, m.Ping):
+            self._send_worker(ident, m.Pong(msg.t_ns, time.monotonic_ns()))
+            peer.last_seen = time.monotonic()
             return
         if isinstance(msg, m.Hello):
             if (
                 msg.token != self.token
                 or msg.protocol_version != m.PROTOCOL_VERSION
                 or peer.hello is not None
+                or peer.popen is None
                 or msg.pid != peer.popen.pid
             ):
-                self.rejected += 1
+                self._reject("bad hello")
                 return
             peer.hello = msg
             if peer is self.collector:
                 self.collector_ready = True
             return
         if peer.hello is None:
-            self.rejected += 1  # nothing counts before a valid Hello
+            self._reject("before hello")  # nothing counts before a valid Hello
             return
         peer.last_seen = time.monotonic()
         if isinstance(msg, m.Done):
@@ -336,6 +433,7 @@ class Coordinator:
         elif isinstance(msg, m.Ready):
             peer.info = msg.info
             peer.ready = True
+            peer.last_seen = time.monotonic()
         elif isinstance(msg, m.StartupFailed):
             raise RunError(f"{peer.name} failed to start its engine: {msg.error}")
         # Heartbeat: last_seen is all it updates.
@@ -351,18 +449,25 @@ class Coordinator:
             b.failed += msg.n_failed
 
     def _reap(self, child: Child) -> None:
-        if not child.alive:
+        """A child process ended (its pidfd said so)."""
+        if not child.alive or child.popen is None or child.pidfd is None:
             return
-        child.alive = False
         self.poller.unregister(child.pidfd)
         code = child.popen.wait(timeout=5)
-        child.exit_reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
         try:
             os.killpg(child.popen.pid, signal.SIGKILL)  # its engine processes die with it
         except (ProcessLookupError, PermissionError):
             pass
+        self._lose(child, f"exit code {code}" if code >= 0 else f"killed by signal {-code}")
+
+    def _lose(self, child: Child, why: str) -> None:
+        """A worker is gone: its requests still in flight fail with the reason."""
+        child.alive = False
+        child.exit_reason = why
         if child is self.collector:
             raise RunError(f"the collector died ({child.exit_reason}){_colon(child.log_tail())}")
+        if child.remote:
+            self._send_worker(child.ident, m.Shutdown())  # if it is only cut off, it stops
         if child.outstanding:
             lost = [
                 m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens)
@@ -380,8 +485,12 @@ class Coordinator:
     def _check_hung(self) -> None:
         now = time.monotonic()
         for w in self.workers.values():
-            if w.alive and w.ready and now - w.last_seen > _HEARTBEAT_TIMEOUT_S:
+            if not (w.alive and w.ready):
+                continue
+            if w.popen is not None and now - w.last_seen > _HEARTBEAT_TIMEOUT_S:
                 w.popen.kill()  # its pidfd then reports the death
+            elif w.popen is None and now - w.last_seen > _REMOTE_SILENCE_S:
+                self._lose(w, f"silent for {now - w.last_seen:.0f}s")
 
     # --- dispatch --------------------------------------------------------------
 
@@ -430,14 +539,13 @@ class Coordinator:
             s = samples[rid % len(samples)]
             phase = self._phase(b.sent, t - b.t0_ns, b)
             spec = m.RequestSpec(rid, s.prompt, s.output_tokens, t, b.index, phase)
-            assert w.worker_id is not None
-            batches.setdefault(w.worker_id, []).append(spec)
+            batches.setdefault(w.ident, []).append(spec)
             w.outstanding[rid] = spec
             b.sent += 1
             b.inflight += 1
             sent += 1
-        for wid, specs in batches.items():
-            self._send_worker(wid, m.Submit(specs))
+        for ident, specs in batches.items():
+            self._send_worker(ident, m.Submit(specs))
         b.peak_inflight = max(b.peak_inflight, b.inflight)
         return sent
 
@@ -558,17 +666,17 @@ class Coordinator:
 
     def _cancel_all(self, reason: str) -> None:
         for w in self.workers.values():
-            if w.alive and w.outstanding and w.worker_id is not None:
-                self._send_worker(w.worker_id, m.Cancel(sorted(w.outstanding), reason))
+            if w.alive and w.outstanding:
+                self._send_worker(w.ident, m.Cancel(sorted(w.outstanding), reason))
 
     # --- shutdown --------------------------------------------------------------
 
     def close(self) -> None:
         """Stop every child and its descendants (vLLM's EngineCore included). Never hangs."""
         for w in self.workers.values():
-            if w.alive and w.ready and w.worker_id is not None:
-                self._send_worker(w.worker_id, m.Shutdown())
-            elif w.alive:
+            if w.remote or (w.alive and w.ready):
+                self._send_worker(w.ident, m.Shutdown())  # remote: it stops its own engine
+            elif w.alive and w.popen is not None:
                 w.popen.terminate()  # still starting its engine: it cannot hear Shutdown yet
         if self.collector is not None and self.collector.alive:
             try:
@@ -607,6 +715,7 @@ class Coordinator:
                 except subprocess.TimeoutExpired:
                     pass
             os.close(c.pidfd)
-        self.router.close(0)
+        # A moment for the Shutdowns to reach remote workers (local ones are stopped above).
+        self.router.close(linger=1000 if self.cfg.remote_workers else 0)
         self.ctx.term()
         shutil.rmtree(self.ipc_dir, ignore_errors=True)

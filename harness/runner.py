@@ -112,6 +112,7 @@ def execute(
             benchmarks=benchmarks,
             partial=partial,
             stop_reason=why,
+            rejected_messages=dict(coordinator.rejected),
         )
 
     def checkpoint(running: BenchmarkResult) -> None:

@@ -129,6 +129,9 @@ class WorkerEnv(msgspec.Struct):
     kv_cache_tokens: int | None
     engine_config: dict[str, str]
     exit: str | None = None  # why it ended early, if it did
+    remote: bool = False  # joined over TCP (harness worker --connect)
+    clock_offset_ns: int = 0  # remote: the coordinator's clock minus the worker host's
+    clock_error_ns: int = 0  # remote: bound on that offset's error (half the best round trip)
 
 
 class Environment(msgspec.Struct):
@@ -150,3 +153,6 @@ class Report(msgspec.Struct):
     benchmarks: list[BenchmarkResult]
     partial: bool = False
     stop_reason: str | None = None
+    # Foreign or malformed messages the coordinator dropped, by kind (the collector's
+    # count is per benchmark, in its CollectorStats).
+    rejected_messages: dict[str, int] = {}

@@ -53,6 +53,36 @@ class Shutdown(_Msg, tag="shutdown"):
     pass
 
 
+class Configure(_Msg, tag="configure"):
+    """The answer to a remote worker's Hello: its id and the engine it must run.
+
+    Remote workers (``harness worker --connect``) learn everything from the run
+    they join, so one command line on the head configures every node.
+    """
+
+    worker_id: int
+    engine: str  # "sim" or "vllm"
+    engine_args: dict[str, object]
+    device: str  # "auto", "cuda", "cpu" or "sim": resolved on the worker's own host
+    tp: int
+    cpu_kv_cache_gb: int
+    events_port: int  # the collector's port, on the host the worker connected to
+    heartbeat_s: float = 1.0
+
+
+class Refused(_Msg, tag="refused"):
+    """The answer to a Hello that cannot join: wrong token or version, or no free slot."""
+
+    reason: str
+
+
+class Pong(_Msg, tag="pong"):
+    """The answer to Ping: the coordinator's clock when it got it."""
+
+    worker_t_ns: int
+    coordinator_t_ns: int
+
+
 # --- worker -> coordinator -------------------------------------------------
 
 
@@ -73,6 +103,10 @@ class WorkerInfo(_Rec):
     startup_s: float
     kv_cache_tokens: int | None = None
     engine_config: dict[str, str] = {}
+    # Remote workers: the coordinator's clock minus this host's, and its bound (half the
+    # best round trip). Every timestamp the worker sends is already on the coordinator's clock.
+    clock_offset_ns: int = 0
+    clock_error_ns: int = 0
 
 
 class Ready(_Msg, tag="ready"):
@@ -82,6 +116,12 @@ class Ready(_Msg, tag="ready"):
 class StartupFailed(_Msg, tag="startup_failed"):
     worker_id: int
     error: str
+
+
+class Ping(_Msg, tag="ping"):
+    """A remote worker's clock probe (NTP-style); hosts do not share CLOCK_MONOTONIC."""
+
+    t_ns: int
 
 
 class Heartbeat(_Msg, tag="heartbeat"):
@@ -213,8 +253,10 @@ class Stop(_Msg, tag="stop"):
     pass
 
 
-CoordinatorToWorker = Submit | Cancel | Shutdown
-WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Progress | BenchResult
+CoordinatorToWorker = Submit | Cancel | Shutdown | Configure | Refused | Pong
+WorkerToCoordinator = (
+    Hello | Ready | StartupFailed | Heartbeat | Done | Progress | BenchResult | Ping
+)
 CoordinatorToCollector = BeginBench | EndBench | Snapshot | Lost | Stop
 WorkerToCollector = Events
 
@@ -223,7 +265,11 @@ WorkerToCollector = Events
 
 
 class WorkerConfig(msgspec.Struct):
-    """What a worker process needs to start; the coordinator writes it as JSON."""
+    """What a worker process needs to start; the coordinator writes it as JSON.
+
+    A remote worker starts with ``remote`` set and ``worker_id`` -1: the rest of
+    it comes in the coordinator's Configure.
+    """
 
     worker_id: int
     coordinator_addr: str
@@ -234,3 +280,7 @@ class WorkerConfig(msgspec.Struct):
     heartbeat_s: float = 1.0
     device: str = "cuda"
     devices: list[str] = []
+    remote: bool = False
+    join_timeout_s: float = 600.0  # remote: how long to wait for the coordinator
+    clock_skew_ns: int = 0  # tests only: pretend this host's clock is ahead by this much
+    model: str | None = None  # remote: this host's path to the model, if not the head's

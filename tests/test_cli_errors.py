@@ -46,6 +46,17 @@ CASES = [
         "not an AsyncEngineArgs field",
     ),
     (["--engine", "vllm", "--device", "cpu", "--engine-arg", "noequals"], "expected key=value"),
+    (["--engine", "sim", "--remote-workers", "2"], "--remote-workers needs --listen"),
+    (["--engine", "sim", "--listen", "tcp://127.0.0.1:7000"], "--listen needs --remote-workers"),
+    (
+        ["--engine", "sim", "--listen", "127.0.0.1:7000", "--remote-workers", "1"],
+        "--listen: expected tcp://HOST:PORT",
+    ),
+    (
+        ["--engine", "sim", "--listen", "tcp://127.0.0.1:65535", "--remote-workers", "1"],
+        "port 65535 is out of range",
+    ),
+    (["--engine", "sim", "--workers", "0"], "--workers must be > 0"),
     (["--engine", "sim", "--workers", "x"], "harness: error:"),
     (["--engine", "sim", "--no-such-option"], "harness: error:"),
 ]
@@ -96,3 +107,32 @@ def test_report_of_a_newer_schema_is_a_clear_error(tmp_path):
     assert out.returncode == 2
     assert "schema version 99 is newer" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+WORKER_CASES = [
+    (["--connect", "tcp://127.0.0.1:7000"], "needs --token"),
+    (["--connect", "head:7000", "--token", "t"], "--connect: expected tcp://HOST:PORT"),
+    (["--token", "t"], "harness: error:"),
+    (
+        ["--connect", "tcp://127.0.0.1:7000", "--token", "t", "--model", "/nonexistent"],
+        "--model /nonexistent: not a directory",
+    ),
+]
+
+
+@pytest.mark.parametrize("args,message", WORKER_CASES, ids=[" ".join(a) for a, _ in WORKER_CASES])
+def test_bad_worker_input_is_one_line_and_exit_2(args, message, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("HARNESS_TOKEN", raising=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("harness: error:"), out.stderr
+    assert message in lines[0]

@@ -13,6 +13,10 @@ import numpy as np
 from protocol import messages as m
 
 
+def _shift(t_ns: int, off: int) -> int:
+    return t_ns + off if t_ns else 0  # 0 means unknown, and stays so
+
+
 class Engine(Protocol):
     """An inference engine driven by one worker.
 
@@ -34,6 +38,8 @@ class Outbox:
 
     Everything an engine reports within one event-loop iteration (one engine
     output step) leaves as one ``Events`` message and one ``Done`` message.
+    Engines stamp times on this host's clock; ``clock_offset_ns`` moves them to
+    the coordinator's as they leave (0 on the coordinator's own host).
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class Outbox:
         self._scheduled = False
         self.events_sent = 0
         self.messages_sent = 0
+        self.clock_offset_ns = 0
 
     def _touch(self) -> None:
         if not self._scheduled:
@@ -70,7 +77,7 @@ class Outbox:
                 spec.bench,
                 spec.phase,
                 spec.sched_ns,
-                recv_ns,
+                recv_ns + self.clock_offset_ns,
                 len(spec.prompt),
                 spec.max_tokens,
             )
@@ -98,12 +105,26 @@ class Outbox:
         reason: str,
         engine: m.EngineTimes | None = None,
     ) -> None:
-        self._finished.append(m.Finished(rid, output_tokens, time.monotonic_ns(), reason, engine))
+        off = self.clock_offset_ns
+        if engine is not None and off:
+            e = engine
+            engine = m.EngineTimes(
+                _shift(e.queued_ns, off),
+                _shift(e.scheduled_ns, off),
+                _shift(e.first_token_ns, off),
+                _shift(e.last_token_ns, off),
+                e.preemptions,
+            )
+        self._finished.append(
+            m.Finished(rid, output_tokens, time.monotonic_ns() + off, reason, engine)
+        )
         self._done.append(rid)
         self._touch()
 
     def failed(self, rid: int, error: str, aborted: bool = False) -> None:
-        self._failed.append(m.Failed(rid, time.monotonic_ns(), error, aborted))
+        self._failed.append(
+            m.Failed(rid, time.monotonic_ns() + self.clock_offset_ns, error, aborted)
+        )
         self._done.append(rid)
         self._n_failed += not aborted
         self._touch()
@@ -112,13 +133,16 @@ class Outbox:
         self._scheduled = False
         if self._rid or self._started or self._finished or self._failed:
             self._seq += 1
+            t_ns = self._t.tobytes()
+            if self.clock_offset_ns and self._t:
+                t_ns = (np.frombuffer(t_ns, np.int64) + self.clock_offset_ns).tobytes()
             self._send_events(
                 m.Events(
                     self.worker_id,
                     self._seq,
                     self._rid.tobytes(),
                     self._n.tobytes(),
-                    self._t.tobytes(),
+                    t_ns,
                     self._started,
                     self._finished,
                     self._failed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -21,11 +22,19 @@ import zmq
 from protocol import codec
 from protocol import messages as m
 from protocol.transport import make_socket, worker_identity
+from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
+from workers.placement import PlacementError, place_remote
 
 EXIT_STARTUP_FAILED = 3
 EXIT_ENGINE_DIED = 4
 EXIT_ORPHANED = 5
+EXIT_REFUSED = 6  # remote: refused, or no coordinator answered in time
+
+ORPHAN_AFTER_S = (
+    30.0  # remote: the coordinator answers every Ping, so this silence means it is gone
+)
+CLOCK_PROBES = 16
 
 
 def _one_line(e: BaseException) -> str:
@@ -37,17 +46,28 @@ class Worker:
     def __init__(self, cfg: m.WorkerConfig) -> None:
         self.cfg = cfg
         self.ctx = zmq.Context()
-        self.dealer = make_socket(self.ctx, zmq.DEALER, identity=worker_identity(cfg.worker_id))
+        # A remote worker learns its id only in Configure: until then a random identity.
+        ident = b"r" + secrets.token_hex(8).encode() if cfg.remote else None
+        self.dealer = make_socket(
+            self.ctx, zmq.DEALER, identity=ident or worker_identity(cfg.worker_id)
+        )
         self.dealer.connect(cfg.coordinator_addr)
         self.push = make_socket(self.ctx, zmq.PUSH)
-        self.push.connect(cfg.collector_addr)
+        if not cfg.remote:
+            self.push.connect(cfg.collector_addr)  # remote: only once the coordinator admits it
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
         self.ev = codec.events()
         self.outbox = Outbox(cfg.worker_id, self._send_events, self._send_up)
-        self.engine: Engine = self._build_engine()
+        self.engine: Engine | None = None
         self.stopping = asyncio.Event()
         self.bad_messages = 0
+        self.clock = ClockSync()
+        self.last_heard = time.monotonic()
+        self.reply: asyncio.Future[m.Configure | m.Refused] | None = None
+
+    def _now_ns(self) -> int:
+        return time.monotonic_ns() + self.cfg.clock_skew_ns
 
     def _build_engine(self) -> Engine:
         cfg = self.cfg
@@ -78,30 +98,97 @@ class Worker:
             except codec.DecodeError:
                 self.bad_messages += 1
                 continue
-            if isinstance(msg, m.Submit):
+            self.last_heard = time.monotonic()
+            if isinstance(msg, m.Submit) and self.engine is not None:
                 now = time.monotonic_ns()
                 for spec in msg.requests:
                     self.outbox.started(spec, now)
                     self.engine.add(spec)
-            elif isinstance(msg, m.Cancel):
+            elif isinstance(msg, m.Cancel) and self.engine is not None:
                 self.engine.abort(msg.rids, msg.reason)
             elif isinstance(msg, m.Shutdown):
                 self.stopping.set()
+            elif isinstance(msg, m.Pong):
+                self.clock.add(msg.worker_t_ns, msg.coordinator_t_ns, self._now_ns())
+                self.outbox.clock_offset_ns = self.clock.offset_ns + self.cfg.clock_skew_ns
+            elif isinstance(msg, (m.Configure, m.Refused)):
+                if self.reply is not None and not self.reply.done():
+                    self.reply.set_result(msg)
+            else:
+                self.bad_messages += 1
 
     async def _heartbeat(self) -> None:
+        cfg = self.cfg
         parent = os.getppid()
         while True:
             if os.getppid() != parent:
-                os._exit(EXIT_ORPHANED)  # the coordinator is gone: nobody will stop us
-            self._send_up(m.Heartbeat(self.cfg.worker_id, time.monotonic_ns()))
+                os._exit(EXIT_ORPHANED)  # our parent is gone: nobody will stop us
+            self._on_readable()  # a long engine call may have kept the loop from reading
+            if cfg.remote and time.monotonic() - self.last_heard > ORPHAN_AFTER_S:
+                print(f"{self.name}: the coordinator went silent; exiting", flush=True)
+                os._exit(EXIT_ORPHANED)
+            self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns()))
+            if cfg.remote:
+                self._send_up(m.Ping(self._now_ns()))  # follows drift between the hosts' clocks
             if getattr(self.engine, "dead", False):
                 self.outbox.flush()
                 os._exit(EXIT_ENGINE_DIED)
-            await asyncio.sleep(self.cfg.heartbeat_s)
+            await asyncio.sleep(cfg.heartbeat_s)
+
+    @property
+    def name(self) -> str:
+        return f"harness-worker-{self.cfg.worker_id if self.cfg.worker_id >= 0 else 'remote'}"
+
+    async def _join(self) -> str | None:
+        """Remote: wait for Configure, take its settings, then measure the clock offset."""
+        cfg = self.cfg
+        self.reply = asyncio.get_running_loop().create_future()
+        try:
+            reply = await asyncio.wait_for(self.reply, cfg.join_timeout_s)
+        except TimeoutError:
+            return f"no answer from {cfg.coordinator_addr} in {cfg.join_timeout_s:g}s"
+        if isinstance(reply, m.Refused):
+            return f"refused by {cfg.coordinator_addr}: {reply.reason}"
+        cfg.worker_id = reply.worker_id
+        cfg.engine = reply.engine
+        cfg.engine_args = reply.engine_args
+        if cfg.model and reply.engine == "vllm":
+            cfg.engine_args = {**reply.engine_args, "model": cfg.model}
+        cfg.heartbeat_s = reply.heartbeat_s
+        self.outbox.worker_id = reply.worker_id
+        try:
+            device, slot = place_remote(reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb)
+        except PlacementError as e:
+            self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {e}"))
+            await asyncio.sleep(0.2)
+            return str(e)
+        os.environ.update(slot.env)  # before the engine imports torch or vllm
+        if slot.spare_cores:
+            os.sched_setaffinity(0, slot.spare_cores)  # the model's threads bind the rest
+        cfg.device = device
+        cfg.devices = slot.devices
+        host = cfg.coordinator_addr.rsplit(":", 1)[0]
+        self.push.connect(f"{host}:{reply.events_port}")
+        for _ in range(CLOCK_PROBES):
+            self._send_up(m.Ping(self._now_ns()))
+            await asyncio.sleep(0.005)
+        deadline = time.monotonic() + 5.0
+        while self.clock.samples < CLOCK_PROBES // 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if not self.clock.samples:
+            return f"no clock probe came back from {cfg.coordinator_addr}"
+        print(
+            f"{self.name}: joined {cfg.coordinator_addr}; clock offset "
+            f"{self.clock.offset_ns / 1e6:+.3f} ms +/- {self.clock.error_ns / 1e6:.3f} ms",
+            flush=True,
+        )
+        return None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
+        fd = self.dealer.getsockopt(zmq.FD)
+        loop.add_reader(fd, self._on_readable)
         self._send_up(
             m.Hello(
                 role="worker",
@@ -113,24 +200,31 @@ class Worker:
                 versions={"python": sys.version.split()[0]},
             )
         )
+        if cfg.remote:
+            problem = await self._join()
+            if problem is not None:
+                print(f"{self.name}: {problem}", file=sys.stderr, flush=True)
+                return EXIT_REFUSED
         hb = loop.create_task(self._heartbeat())
         try:
+            self.engine = self._build_engine()
             info = await self.engine.start()
         except Exception as e:  # noqa: BLE001 - reported to the coordinator, one line
             self._send_up(m.StartupFailed(cfg.worker_id, _one_line(e)))
             hb.cancel()
             await asyncio.sleep(0.2)
             return EXIT_STARTUP_FAILED
-        loop.add_reader(self.dealer.getsockopt(zmq.FD), self._on_readable)
+        if cfg.remote:
+            info.clock_offset_ns = self.clock.offset_ns
+            info.clock_error_ns = self.clock.error_ns
         self._send_up(m.Ready(info))
-        self._on_readable()
         await self.stopping.wait()
-        loop.remove_reader(self.dealer.getsockopt(zmq.FD))
+        loop.remove_reader(fd)
         hb.cancel()
         self.outbox.flush()
         ob = self.outbox
         print(
-            f"harness-worker-{cfg.worker_id}: {ob.messages_sent} event messages, "
+            f"{self.name}: {ob.messages_sent} event messages, "
             f"{ob.events_sent} token entries, {self.bad_messages} rejected messages",
             flush=True,
         )

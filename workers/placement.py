@@ -97,5 +97,24 @@ def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
     return slots
 
 
+def place_remote(engine: str, device: str, tp: int, kv_cache_gb: int) -> tuple[str, Slot]:
+    """A remote worker's devices, found on its own host: its first ``tp`` visible GPUs, or its cores.
+
+    Returns the device kind it resolved ("auto" becomes "cuda" where GPUs are visible).
+    """
+    if engine == "sim":
+        return "sim", Slot(0, [], {})
+    gpus = discover_gpus() if device in ("auto", "cuda") else []
+    if device == "cuda" or (device == "auto" and gpus):
+        slot = place_gpus(1, tp, gpus)[0]
+        names = gpu_names()
+        return "cuda", Slot(
+            0, [f"{g}: {names[g]}" if g in names else g for g in slot.devices], slot.env
+        )
+    if tp != 1:
+        raise PlacementError(f"no GPU visible here for --tp {tp}")
+    return "cpu", place_cpus(1, usable_cores(), kv_cache_gb)[0]
+
+
 def usable_cores() -> list[int]:
     return sorted(os.sched_getaffinity(0))

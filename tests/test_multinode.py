@@ -1,0 +1,250 @@
+"""Multi-node: remote workers join over TCP (here on loopback), with a token and a clock offset."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+import zmq
+
+from protocol import messages as m
+from workers.clock import ClockSync
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-123"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too (the collector listens on PORT+1)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no free pair of ports")
+
+
+def head(tmp_path: Path, port: int, remote: int, args: list[str]) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "harness", "run", "--engine", "sim", *args, "--quiet"]
+    cmd += ["--listen", f"tcp://127.0.0.1:{port}", "--remote-workers", str(remote)]
+    cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
+    cmd += ["--startup-timeout", "60"]
+    env = {**ENV, "HARNESS_TOKEN": TOKEN}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def worker(port: int, *extra: str, token: str = TOKEN) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}"]
+    return subprocess.Popen(
+        [*cmd, "--token", token, "--join-timeout", "60", *extra],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def report(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_clock_sync_keeps_the_probe_with_the_shortest_round_trip():
+    c = ClockSync(window=4)
+    assert (c.offset_ns, c.error_ns, c.samples) == (0, 0, 0)
+    c.add(1_000, 501_000, 3_000)  # rtt 2000: offset 501000 - 2000
+    c.add(10_000, 600_000, 30_000)  # rtt 20000, asymmetric: ignored while a better one is kept
+    assert (c.offset_ns, c.error_ns) == (499_000, 1_000)
+    c.add(5, 0, 1)  # a negative round trip is not a probe
+    assert c.samples == 2
+    for t in range(4):  # the window moves on: old probes are forgotten
+        c.add(100_000 * (t + 1), 100_000 * (t + 1) - 7_000 + 50, 100_000 * (t + 1) + 100)
+    assert (c.offset_ns, c.error_ns) == (-7_000, 50)
+
+
+def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_path):
+    port = free_port_pair()
+    h = head(
+        tmp_path,
+        port,
+        2,
+        [
+            "--workers",
+            "1",
+            "--sim",
+            "prefill_ms=20,decode_ms=2",
+            "--profile",
+            "constant",
+            "--rate",
+            "150",
+            "--max-requests",
+            "300",
+            "--data",
+            "prompt_tokens=8,output_tokens=12",
+        ],
+    )
+    plain = worker(port)
+    # This host's clock pretends to be 1000 s ahead: only the offset estimate can fix that.
+    skewed = worker(port, "--clock-skew-s", "1000")
+    _, err = h.communicate(timeout=120)
+    assert h.returncode == 0, err
+    for w in (plain, skewed):
+        out, werr = w.communicate(timeout=30)
+        assert w.returncode == 0, werr
+        assert "joined tcp://127.0.0.1" in out
+    rep = report(tmp_path)
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] == 300 and b["requests"]["failed"] == 0
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == 12
+    per = {w["worker_id"]: w for w in b["workers"]}
+    assert sorted(per) == [0, 1, 2]
+    assert all(w["completed"] > 0 for w in per.values())
+    assert sum(w["output_tokens"] for w in per.values()) == 300 * 12
+    envs = {w["worker_id"]: w for w in rep["environment"]["workers"]}
+    assert [envs[i]["remote"] for i in (0, 1, 2)] == [False, True, True]
+    offsets = sorted(envs[i]["clock_offset_ns"] for i in (1, 2))
+    assert abs(offsets[0] + 1000 * 10**9) < 50 * 10**6  # the skewed host: -1000 s
+    assert abs(offsets[1]) < 50 * 10**6  # the same host: no offset
+    assert all(0 < envs[i]["clock_error_ns"] < 50 * 10**6 for i in (1, 2))
+    # Every first token comes after the 20 ms prefill: times from both clocks line up.
+    assert b["ttft_ms"]["min"] >= 19.0
+    assert b["ttft_ms"]["max"] < 10_000
+    assert b["dispatch_lag_ms"]["min"] > -1.0
+    assert rep["config"]["listen"] == f"tcp://127.0.0.1:{port}"
+    assert TOKEN not in json.dumps(rep)
+
+
+def test_stray_clients_are_refused_and_the_run_completes(tmp_path):
+    port = free_port_pair()
+    h = head(
+        tmp_path,
+        port,
+        1,
+        [
+            "--workers",
+            "1",
+            "--sim",
+            "decode_ms=2",
+            "--profile",
+            "constant",
+            "--rate",
+            "100",
+            "--max-requests",
+            "400",
+            "--data",
+            "prompt_tokens=8,output_tokens=10",
+        ],
+    )
+    wrong = worker(port, token="not-the-token")
+    _, werr = wrong.communicate(timeout=60)
+    assert wrong.returncode == 6 and "wrong token" in werr
+    ctx = zmq.Context()
+    enc = msgspec.msgpack.Encoder()
+    dec = msgspec.msgpack.Decoder(m.CoordinatorToWorker)
+    try:
+        stray = ctx.socket(zmq.DEALER)
+        stray.setsockopt(zmq.LINGER, 0)
+        stray.setsockopt(zmq.ROUTING_ID, b"rstray")
+        stray.connect(f"tcp://127.0.0.1:{port}")
+        stray.send(enc.encode(m.Hello("worker", -1, 1, "x", 999, TOKEN)))
+        assert stray.poll(10_000), "no answer to a Hello of another protocol version"
+        answer = dec.decode(stray.recv())
+        assert isinstance(answer, m.Refused) and "protocol version 999" in answer.reason
+        for junk in (b"\xc1junk", enc.encode(m.Done(0, [1, 2])), enc.encode(m.Ping(5))):
+            stray.send(junk)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(f"tcp://127.0.0.1:{port + 1}")  # the collector's port
+        push.send(b"\x00garbage")
+        push.send(enc.encode(m.Events(0, 1, b"\x01" * 7, b"", b"", [], [], [])))
+        good = worker(port)
+        assert good.stdout is not None and "joined" in good.stdout.readline()
+        late = worker(port)  # the run has the one remote worker it asked for
+        _, lerr = late.communicate(timeout=60)
+        assert late.returncode == 6 and "has all the workers it asked for" in lerr
+        _, err = h.communicate(timeout=120)
+        assert h.returncode == 0, err
+        assert good.wait(timeout=30) == 0
+    finally:
+        ctx.destroy(0)
+    rep = report(tmp_path)
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] == 400 and b["requests"]["failed"] == 0
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == 10
+    rejected = rep["rejected_messages"]
+    assert rejected["remote worker refused: wrong token"] == 1
+    assert rejected["unknown sender"] >= 2
+    assert rejected["undecodable"] >= 1
+    assert "rejected a message: remote worker refused: wrong token" in err
+
+
+def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path):
+    port = free_port_pair()
+    h = head(
+        tmp_path,
+        port,
+        1,
+        [
+            "--workers",
+            "1",
+            "--sim",
+            "decode_ms=5",
+            "--profile",
+            "constant",
+            "--rate",
+            "60",
+            "--max-requests",
+            "1200",
+            "--data",
+            "prompt_tokens=8,output_tokens=40",
+        ],
+    )
+    w = worker(port)
+    deadline = time.monotonic() + 60
+    while "joined" not in (line := w.stdout.readline() if w.stdout else ""):
+        assert time.monotonic() < deadline and line, "the remote worker did not join"
+    time.sleep(2.0)
+    # The node is gone: no sentinel here, only silence.
+    procs = [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    _, err = h.communicate(timeout=120)
+    assert h.returncode == 0, err
+    rep = report(tmp_path)
+    b = rep["benchmarks"][0]
+    q = b["requests"]
+    assert q["completed"] + q["failed"] + q["incomplete"] == 1200
+    assert q["failed"] > 0
+    assert [k for k in b["errors"] if k.startswith("worker 1 died (silent for")] == list(
+        b["errors"]
+    )
+    envs = {e["worker_id"]: e for e in rep["environment"]["workers"]}
+    assert envs[1]["exit"].startswith("silent for")
+    survivor = [x for x in b["workers"] if x["worker_id"] == 0][0]
+    assert survivor["completed"] > 600
+    assert not [p for p in psutil.process_iter(["cmdline"]) if _is_remote(p, port)]
+
+
+def _is_remote(p: psutil.Process, port: int) -> bool:
+    cmd = p.info.get("cmdline") or []
+    return any(f"127.0.0.1:{port}" in part for part in cmd)
