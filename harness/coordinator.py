@@ -348,12 +348,15 @@ class Coordinator:
                 print(f"harness: rejected a message: {kind}", file=sys.stderr, flush=True)
         self.rejected[kind] += 1
 
+    def _token_ok(self, hello: m.Hello) -> bool:
+        return secrets.compare_digest(hello.token.encode(), self.token.encode())
+
     def _admit(self, ident: bytes, hello: m.Hello) -> None:
         """A remote worker's Hello: check it, give it an id, and tell it what to run."""
         cfg = self.cfg
         remote = sum(1 for w in self.workers.values() if w.remote)
         refusal = None
-        if hello.token != self.token:
+        if not self._token_ok(hello):
             refusal = "wrong token"
         elif hello.protocol_version != m.PROTOCOL_VERSION:
             refusal = (
@@ -398,7 +401,7 @@ class Coordinator:
             return
         if isinstance(msg, m.Hello):
             if (
-                msg.token != self.token
+                not self._token_ok(msg)
                 or msg.protocol_version != m.PROTOCOL_VERSION
                 or peer.hello is not None
                 or peer.popen is None

@@ -40,12 +40,14 @@ def free_port_pair() -> int:
     raise AssertionError("no free pair of ports")
 
 
-def head(tmp_path: Path, port: int, remote: int, args: list[str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness", "run", "--engine", "sim", *args, "--quiet"]
+def head(
+    tmp_path: Path, port: int, remote: int, args: list[str], engine: str = "sim"
+) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "harness", "run", "--engine", engine, *args, "--quiet"]
     cmd += ["--listen", f"tcp://127.0.0.1:{port}", "--remote-workers", str(remote)]
     cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
-    cmd += ["--startup-timeout", "60"]
-    env = {**ENV, "HARNESS_TOKEN": TOKEN}
+    cmd += ["--startup-timeout", "60" if engine == "sim" else "400"]
+    env = {**ENV, "HARNESS_TOKEN": TOKEN, "HARNESS_CACHE": str(tmp_path / "cache")}
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -79,6 +81,37 @@ def test_clock_sync_keeps_the_probe_with_the_shortest_round_trip():
     for t in range(4):  # the window moves on: old probes are forgotten
         c.add(100_000 * (t + 1), 100_000 * (t + 1) - 7_000 + 50, 100_000 * (t + 1) + 100)
     assert (c.offset_ns, c.error_ns) == (-7_000, 50)
+
+
+def test_outbox_moves_every_local_time_to_the_coordinators_clock():
+    import asyncio
+
+    import numpy as np
+
+    from workers.engine import Outbox
+
+    sent: list[m.Events] = []
+    off = -7_000_000_000
+
+    async def go() -> None:
+        ob = Outbox(3, sent.append, lambda _: None)
+        ob.clock_offset_ns = off
+        ob.started(m.RequestSpec(1, [5, 6], 4, sched_ns=111, bench=0), 10_000_000_000)
+        ob.tokens(1, 2, 10_000_000_500)
+        ob.finished(1, 4, "length", m.EngineTimes(10_000_000_100, 0, 10_000_000_400, 0, 1))
+        ob.failed(2, "boom")
+        ob.flush()
+
+    before = time.monotonic_ns()
+    asyncio.run(go())
+    (ev,) = sent
+    assert ev.started[0].sched_ns == 111  # already the coordinator's
+    assert ev.started[0].recv_ns == 10_000_000_000 + off
+    assert np.frombuffer(ev.tok_t_ns, np.int64).tolist() == [10_000_000_500 + off]
+    eng = ev.finished[0].engine
+    assert eng == m.EngineTimes(10_000_000_100 + off, 0, 10_000_000_400 + off, 0, 1)
+    for t in (ev.finished[0].end_ns, ev.failed[0].end_ns):
+        assert before + off <= t <= time.monotonic_ns() + off
 
 
 def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_path):

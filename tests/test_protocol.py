@@ -15,6 +15,13 @@ CASES = [
     (codec.to_worker, m.Submit([SPEC, SPEC])),
     (codec.to_worker, m.Cancel([1, 2], "aborted: max_seconds")),
     (codec.to_worker, m.Shutdown()),
+    (
+        codec.to_worker,
+        m.Configure(2, "vllm", {"model": "/m", "max_num_seqs": 8}, "auto", 4, 1, 5556, 1.0),
+    ),
+    (codec.to_worker, m.Refused("wrong token")),
+    (codec.to_worker, m.Pong(-5, 10**18)),
+    (codec.to_coordinator, m.Ping(123)),
     (codec.to_coordinator, m.Hello("worker", 3, 999, "node1", 1, "tok", {"python": "3.11"})),
     (codec.to_coordinator, m.Ready(INFO)),
     (codec.to_coordinator, m.StartupFailed(0, "ValueError: bad model")),

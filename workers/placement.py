@@ -71,6 +71,15 @@ def place_gpus(workers: int, tp: int, gpus: list[str]) -> list[Slot]:
     return slots
 
 
+def named(slots: list[Slot]) -> list[Slot]:
+    """The same slots, with each GPU id labelled by its model name for the report."""
+    names = gpu_names()
+    return [
+        Slot(s.worker_id, [f"{g}: {names[g]}" if g in names else g for g in s.devices], s.env)
+        for s in slots
+    ]
+
+
 def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
     """Split the cores evenly; each worker's engine binds its OpenMP threads to its own."""
     if workers < 1:
@@ -106,11 +115,7 @@ def place_remote(engine: str, device: str, tp: int, kv_cache_gb: int) -> tuple[s
         return "sim", Slot(0, [], {})
     gpus = discover_gpus() if device in ("auto", "cuda") else []
     if device == "cuda" or (device == "auto" and gpus):
-        slot = place_gpus(1, tp, gpus)[0]
-        names = gpu_names()
-        return "cuda", Slot(
-            0, [f"{g}: {names[g]}" if g in names else g for g in slot.devices], slot.env
-        )
+        return "cuda", named(place_gpus(1, tp, gpus))[0]
     if tp != 1:
         raise PlacementError(f"no GPU visible here for --tp {tp}")
     return "cpu", place_cpus(1, usable_cores(), kv_cache_gb)[0]
