@@ -438,10 +438,12 @@ def run(
             shown = token
         else:
             shown = "$HARNESS_TOKEN"
-        port = listen.rsplit(":", 1)[1]
+        host, port = listen.removeprefix("tcp://").rsplit(":", 1)
+        if host in ("*", "0.0.0.0", "[::]"):
+            host = socket.gethostname()  # bound to every interface: name this host
         print(
             f"harness: waiting for {remote_workers} remote worker(s) on {listen}; on each node run:"
-            f" harness worker --connect tcp://{socket.gethostname()}:{port} --token {shown}",
+            f" harness worker --connect tcp://{host}:{port} --token {shown}",
             file=sys.stderr,
             flush=True,
         )

@@ -41,13 +41,21 @@ def free_port_pair() -> int:
 
 
 def head(
-    tmp_path: Path, port: int, remote: int, args: list[str], engine: str = "sim"
+    tmp_path: Path,
+    port: int,
+    remote: int,
+    args: list[str],
+    engine: str = "sim",
+    token: str | None = TOKEN,
 ) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "harness", "run", "--engine", engine, *args, "--quiet"]
     cmd += ["--listen", f"tcp://127.0.0.1:{port}", "--remote-workers", str(remote)]
     cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
     cmd += ["--startup-timeout", "60" if engine == "sim" else "400"]
-    env = {**ENV, "HARNESS_TOKEN": TOKEN, "HARNESS_CACHE": str(tmp_path / "cache")}
+    env = {**ENV, "HARNESS_CACHE": str(tmp_path / "cache")}
+    env.pop("HARNESS_TOKEN", None)
+    if token is not None:
+        env["HARNESS_TOKEN"] = token
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -140,6 +148,7 @@ def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_pa
     skewed = worker(port, "--clock-skew-s", "1000")
     _, err = h.communicate(timeout=120)
     assert h.returncode == 0, err
+    assert f"harness worker --connect tcp://127.0.0.1:{port} --token $HARNESS_TOKEN" in err
     for w in (plain, skewed):
         out, werr = w.communicate(timeout=30)
         assert w.returncode == 0, werr
@@ -250,8 +259,13 @@ def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path
             "--data",
             "prompt_tokens=8,output_tokens=40",
         ],
+        token=None,
     )
-    w = worker(port)
+    # Without a token the head makes one and prints the command that joins.
+    assert h.stderr is not None
+    printed = h.stderr.readline()
+    assert f"--connect tcp://127.0.0.1:{port} --token " in printed
+    w = worker(port, token=printed.rsplit("--token ", 1)[1].strip())
     deadline = time.monotonic() + 60
     while "joined" not in (line := w.stdout.readline() if w.stdout else ""):
         assert time.monotonic() < deadline and line, "the remote worker did not join"
