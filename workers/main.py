@@ -145,16 +145,19 @@ class Worker:
     def name(self) -> str:
         return f"harness-worker-{self.cfg.worker_id if self.cfg.worker_id >= 0 else 'remote'}"
 
-    async def _join(self) -> str | None:
-        """Remote: wait for Configure, take its settings, then measure the clock offset."""
+    async def _join(self) -> tuple[int, str] | None:
+        """Remote: wait for Configure, take its settings, then measure the clock offset.
+
+        Returns the exit code and why, if it cannot go on.
+        """
         cfg = self.cfg
         self.reply = asyncio.get_running_loop().create_future()
         try:
             reply = await asyncio.wait_for(self.reply, cfg.join_timeout_s)
         except TimeoutError:
-            return f"no answer from {cfg.coordinator_addr} in {cfg.join_timeout_s:g}s"
+            return EXIT_REFUSED, f"no answer from {cfg.coordinator_addr} in {cfg.join_timeout_s:g}s"
         if isinstance(reply, m.Refused):
-            return f"refused by {cfg.coordinator_addr}: {reply.reason}"
+            return EXIT_REFUSED, f"refused by {cfg.coordinator_addr}: {reply.reason}"
         cfg.worker_id = reply.worker_id
         cfg.engine = reply.engine
         cfg.engine_args = reply.engine_args
@@ -167,7 +170,7 @@ class Worker:
         except PlacementError as e:
             self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {e}"))
             await asyncio.sleep(0.2)
-            return str(e)
+            return EXIT_STARTUP_FAILED, str(e)
         os.environ.update(slot.env)  # before the engine imports torch or vllm
         if slot.spare_cores:
             os.sched_setaffinity(0, slot.spare_cores)  # the model's threads bind the rest
@@ -182,7 +185,7 @@ class Worker:
         while self.clock.samples < CLOCK_PROBES // 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if not self.clock.samples:
-            return f"no clock probe came back from {cfg.coordinator_addr}"
+            return EXIT_REFUSED, f"no clock probe came back from {cfg.coordinator_addr}"
         print(
             f"{self.name}: joined {cfg.coordinator_addr}; clock offset "
             f"{self.clock.offset_ns / 1e6:+.3f} ms +/- {self.clock.error_ns / 1e6:.3f} ms",
@@ -209,8 +212,8 @@ class Worker:
         if cfg.remote:
             problem = await self._join()
             if problem is not None:
-                print(f"{self.name}: {problem}", file=sys.stderr, flush=True)
-                return EXIT_REFUSED
+                print(f"{self.name}: {problem[1]}", file=sys.stderr, flush=True)
+                return problem[0]
         hb = loop.create_task(self._heartbeat())
         try:
             self.engine = self._build_engine()
