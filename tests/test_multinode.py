@@ -74,6 +74,16 @@ def worker(port: int, *extra: str, token: str = TOKEN) -> subprocess.Popen[str]:
     )
 
 
+def constant_rate(sim: str, rate: int, n: int, output_tokens: int) -> list[str]:
+    """One local sim worker at a constant rate; the remote ones join it."""
+    return ["--workers", "1", "--sim", sim, "--profile", "constant", "--rate", str(rate)] + [
+        "--max-requests",
+        str(n),
+        "--data",
+        f"prompt_tokens=8,output_tokens={output_tokens}",
+    ]
+
+
 def report(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "out.json").read_text())
 
@@ -128,20 +138,7 @@ def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_pa
         tmp_path,
         port,
         2,
-        [
-            "--workers",
-            "1",
-            "--sim",
-            "prefill_ms=20,decode_ms=2",
-            "--profile",
-            "constant",
-            "--rate",
-            "150",
-            "--max-requests",
-            "300",
-            "--data",
-            "prompt_tokens=8,output_tokens=12",
-        ],
+        constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12),
     )
     plain = worker(port)
     # This host's clock pretends to be 1000 s ahead: only the offset estimate can fix that.
@@ -181,20 +178,7 @@ def test_stray_clients_are_refused_and_the_run_completes(tmp_path):
         tmp_path,
         port,
         1,
-        [
-            "--workers",
-            "1",
-            "--sim",
-            "decode_ms=2",
-            "--profile",
-            "constant",
-            "--rate",
-            "100",
-            "--max-requests",
-            "400",
-            "--data",
-            "prompt_tokens=8,output_tokens=10",
-        ],
+        constant_rate("decode_ms=2", 100, 400, 10),
     )
     wrong = worker(port, token="not-the-token")
     _, werr = wrong.communicate(timeout=60)
@@ -245,20 +229,7 @@ def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path
         tmp_path,
         port,
         1,
-        [
-            "--workers",
-            "1",
-            "--sim",
-            "decode_ms=5",
-            "--profile",
-            "constant",
-            "--rate",
-            "60",
-            "--max-requests",
-            "1200",
-            "--data",
-            "prompt_tokens=8,output_tokens=40",
-        ],
+        constant_rate("decode_ms=5", 60, 1200, 40),
         token=None,
     )
     # Without a token the head makes one and prints the command that joins.
