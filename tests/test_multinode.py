@@ -266,3 +266,16 @@ def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path
 def _is_remote(p: psutil.Process, port: int) -> bool:
     cmd = p.info.get("cmdline") or []
     return any(f"127.0.0.1:{port}" in part for part in cmd)
+
+
+def test_a_listen_address_in_use_is_one_line_and_exit_1(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        h = head(tmp_path, port, 1, constant_rate("decode_ms=1", 10, 10, 2))
+        _, err = h.communicate(timeout=60)
+    assert h.returncode == 1, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("harness: error:")]
+    assert f"cannot listen on tcp://127.0.0.1:{port}" in line and "in use" in line
+    assert "Traceback" not in err
