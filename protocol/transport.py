@@ -27,6 +27,7 @@ def make_socket(ctx: zmq.Context, kind: int, *, identity: bytes | None = None) -
     sock.setsockopt(zmq.RCVHWM, _HWM)
     # Garbage from a stray peer must not allocate without bound.
     sock.setsockopt(zmq.MAXMSGSIZE, 1 << 30)
+    sock.setsockopt(zmq.IPV6, 1)  # tcp:// (multi-node) may name IPv6 hosts; IPv4 still works
     if identity is not None:
         sock.setsockopt(zmq.ROUTING_ID, identity)
     return sock
