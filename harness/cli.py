@@ -20,6 +20,7 @@ from harness.profiles import PROFILES
 from harness.report import ReportError, read_json, summary
 from harness.tinymodel import read_model_config, write_tiny_model
 from harness.workload import WorkloadError, check_fits, parse_spec
+from protocol.transport import split_tcp
 from workers.placement import (
     PlacementError,
     Slot,
@@ -438,7 +439,7 @@ def run(
             shown = token
         else:
             shown = "$HARNESS_TOKEN"
-        host, port = listen.removeprefix("tcp://").rsplit(":", 1)
+        host, port = split_tcp(listen)
         if host in ("*", "0.0.0.0", "[::]"):
             host = socket.gethostname()  # bound to every interface: name this host
         print(
@@ -484,10 +485,11 @@ def _check_engine_args(args: dict[str, object]) -> None:
 
 def _tcp_address(text: str, name: str) -> str:
     """``tcp://HOST:PORT``, with a port whose successor is a port too (the collector's)."""
-    host, sep, port = text.removeprefix("tcp://").rpartition(":")
-    if not text.startswith("tcp://") or not sep or not host or not port.isdigit():
-        raise UsageError(f"{name}: expected tcp://HOST:PORT, got {text!r}")
-    if not 1 <= int(port) <= 65534:
+    try:
+        _, port = split_tcp(text)
+    except ValueError as e:
+        raise UsageError(f"{name}: {e}") from None
+    if not 1 <= port <= 65534:
         raise UsageError(f"{name}: port {port} is out of range (1-65534; PORT+1 is used too)")
     return text
 

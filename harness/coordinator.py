@@ -38,6 +38,7 @@ from protocol.transport import (
     ipc_address,
     make_socket,
     private_ipc_dir,
+    split_tcp,
     worker_identity,
 )
 from workers.placement import Slot
@@ -167,9 +168,9 @@ class Coordinator:
         self.events_tcp: str | None = None
         self.events_port = 0
         if cfg.listen:
-            host, port = cfg.listen.rsplit(":", 1)
-            self.events_port = int(port) + 1
-            self.events_tcp = f"{host}:{self.events_port}"
+            host, port = split_tcp(cfg.listen)
+            self.events_port = port + 1
+            self.events_tcp = f"tcp://{host}:{self.events_port}"
             try:
                 self.router.bind(cfg.listen)
             except zmq.ZMQError as e:
@@ -271,7 +272,7 @@ class Coordinator:
                 )
             self._pump(100)
             self._check_hung()
-            dead = [c for c in [*self.children.values(), *self.workers.values()] if not c.alive]
+            dead = [c for c in self.peers.values() if not c.alive]
             if dead:
                 c = dead[0]
                 raise RunError(

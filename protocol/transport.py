@@ -20,6 +20,14 @@ def ipc_address(folder: str, name: str) -> str:
     return f"ipc://{os.path.join(folder, name)}"
 
 
+def split_tcp(addr: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` as (HOST, PORT); ValueError if it is not one."""
+    host, sep, port = addr.removeprefix("tcp://").rpartition(":")
+    if not addr.startswith("tcp://") or not sep or not host or not port.isdigit():
+        raise ValueError(f"expected tcp://HOST:PORT, got {addr!r}")
+    return host, int(port)
+
+
 def make_socket(ctx: zmq.Context, kind: int, *, identity: bytes | None = None) -> zmq.Socket:
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)

@@ -21,7 +21,7 @@ import zmq
 
 from protocol import codec
 from protocol import messages as m
-from protocol.transport import make_socket, worker_identity
+from protocol.transport import make_socket, split_tcp, worker_identity
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
 from workers.placement import PlacementError, place_remote
@@ -31,9 +31,8 @@ EXIT_ENGINE_DIED = 4
 EXIT_ORPHANED = 5
 EXIT_REFUSED = 6  # remote: refused, or no coordinator answered in time
 
-ORPHAN_AFTER_S = (
-    30.0  # remote: the coordinator answers every Ping, so this silence means it is gone
-)
+# Remote: the coordinator answers every Ping, so this long a silence means it is gone.
+ORPHAN_AFTER_S = 30.0
 CLOCK_PROBES = 16
 
 
@@ -123,11 +122,12 @@ class Worker:
         while True:
             if os.getppid() != parent:
                 os._exit(EXIT_ORPHANED)  # our parent is gone: nobody will stop us
-            self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns()))
-            if cfg.remote:
-                # Pings follow drift between the hosts' clocks, and the head answers every
-                # one: unanswered for long, it is gone. Read first: a long engine call that
-                # blocked this loop is no silence of the head's.
+            if not cfg.remote:
+                self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns()))
+            else:
+                # A remote worker's Ping is its heartbeat; it also follows drift between the
+                # hosts' clocks, and the head answers every one: unanswered for long, it is
+                # gone. Read first: a long engine call that blocked this loop is no silence.
                 self._on_readable()
                 now = time.monotonic()
                 if self.unanswered_since is None:
@@ -176,8 +176,8 @@ class Worker:
             os.sched_setaffinity(0, slot.spare_cores)  # the model's threads bind the rest
         cfg.device = device
         cfg.devices = slot.devices
-        host = cfg.coordinator_addr.rsplit(":", 1)[0]
-        self.push.connect(f"{host}:{reply.events_port}")
+        host, _ = split_tcp(cfg.coordinator_addr)
+        self.push.connect(f"tcp://{host}:{reply.events_port}")
         for _ in range(CLOCK_PROBES):
             self._send_up(m.Ping(self._now_ns()))
             await asyncio.sleep(0.005)
