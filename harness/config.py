@@ -1,51 +1,108 @@
-"""One run's settings: everything needed to rerun it, written into the report."""
+"""A resolved run: every option turned into what the run does, frozen.
+
+:func:`harness.resolve.resolve` makes one from the command line; nothing edits it
+afterwards. ``Run.config`` is what the report records: the settings that took
+effect, each once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import msgspec
+import numpy as np
+
+from harness.limits import Limits, Window  # noqa: F401 - part of a run
+from harness.profiles import BenchPlan, PlanContext, Profile
+from harness.workload import Workload
+from workers.placement import Slot
 
 
-class Window(msgspec.Struct, frozen=True):
-    """A warm-up or cool-down window: ``requests`` or ``seconds`` (one of them)."""
-
-    requests: int | None = None
-    seconds: float | None = None
-
-
-class RunConfig(msgspec.Struct, kw_only=True):
-    engine: str = "vllm"
-    device: str = "cuda"
-    model: str | None = None
-    workers: int = 1
+class EngineSpec(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str  # "vllm" or "sim"
+    device: str  # "cuda", "cpu", "sim", or "auto" (remote workers alone: each host decides)
     tp: int = 1
-    gpus: list[str] | None = None
-    engine_args: dict[str, object] = {}
-    sim: dict[str, float] = {}
-    cpu_kv_cache_gb: int = 1
-    profile: str = "throughput"
-    rates: list[float] = []
-    concurrencies: list[int] = []
-    max_concurrency: int | None = None
-    burstiness: float = 1.0
-    sweep_points: int = 5
-    max_requests: int | None = None
-    max_seconds: float | None = None
-    max_errors: float | None = None  # a count (>= 1) or a fraction (< 1)
-    warmup: Window = Window()
-    cooldown: Window = Window()
-    seed: int = 0
-    data: list[str] = msgspec.field(default_factory=lambda: ["prompt_tokens=128,output_tokens=64"])
-    data_weights: list[float] = []
-    tokenizer: str | None = None
-    chat_template: str = "default"
-    time_scale: float = 1.0  # replay: multiply the trace's offsets by this
+    args: dict[str, object] = {}  # AsyncEngineArgs fields, or the sim's costs
+    model: str | None = None
     vocab_size: int = 32000
-    dispatch: str = "least-outstanding"
+    max_model_len: int | None = None
+    cpu_kv_cache_gb: int | None = None  # vllm-cpu workers (and remote ones that resolve to cpu)
+
+
+class DispatchSpec(msgspec.Struct, frozen=True, kw_only=True):
+    policy: str = "least-outstanding"
     max_inflight_per_worker: int | None = None
-    startup_timeout_s: float = 600.0
-    drain_timeout_s: float = 60.0
-    checkpoint_s: float | None = 30.0  # write the report so far this often; None = never
-    slo: dict[str, float] = {}
-    quiet: bool = False
-    listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
+
+
+class WorkloadSpec(msgspec.Struct, frozen=True, kw_only=True):
+    data: list[str]
+    data_weights: list[float] | None = None
+    tokenizer: str | None = None
+    chat_template: str | None = None  # only where some data is chat
+    seed: int | None = None  # None where nothing is random
+    samples: int = 0  # distinct requests; a benchmark's k-th request is sample k mod samples
+    cycles: bool = False  # a benchmark sends more requests than there are samples
+    summary: dict[str, object] = {}
+
+
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The settings that took effect: what the report's ``config`` records."""
+
+    engine: EngineSpec
+    workers: int
     remote_workers: int = 0
+    gpus: list[str] | None = None
+    load: dict[str, object]
+    limits: Limits
+    dispatch: DispatchSpec
+    workload: WorkloadSpec
+    slo: dict[str, float] = {}
+    checkpoint_s: float | None = 30.0
+    listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
+
+
+@dataclass(frozen=True)
+class Network:
+    listen: str
+    remote_workers: int
+    token: str  # never recorded
+    token_generated: bool  # the head made it, so it prints it
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    config: RunConfig
+    slots: tuple[Slot, ...]
+    profile: Profile
+    workload: Workload
+    replay_ns: np.ndarray | None
+    outputs: tuple[Path, ...]
+    log_dir: Path
+    network: Network | None
+    quiet: bool
+    command: tuple[str, ...]
+    run_id: str
+
+    @property
+    def engine(self) -> EngineSpec:
+        return self.config.engine
+
+    @property
+    def limits(self) -> Limits:
+        return self.config.limits
+
+    @property
+    def total_workers(self) -> int:
+        return self.config.workers + self.config.remote_workers
+
+    def plan_context(self) -> PlanContext:
+        lim = self.config.limits
+        return PlanContext(
+            lim.max_requests, lim.max_seconds, self.config.workload.seed or 0,
+            self.total_workers, self.replay_ns,
+        )  # fmt: skip
+
+    def plans(self, results: Sequence[object]) -> Iterator[BenchPlan]:
+        return self.profile.plans(self.plan_context(), results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from harness.coordinator import BenchState
+from harness.bench_loop import LiveBench
 from protocol.messages import Progress
 
 _PLAIN_EVERY_S = 5.0
@@ -23,13 +23,13 @@ class ProgressLine:
         self.last_plain = 0.0
         self.current = -1
 
-    def __call__(self, b: BenchState, p: Progress | None) -> None:
+    def __call__(self, b: LiveBench) -> None:
         if self.quiet:
             return
         if b.index != self.current:
             self.current, self.last = b.index, None
-        if p is not None:
-            self.last = p
+        if b.progress is not None:
+            self.last = b.progress
         finished = b.result is not None
         now = time.monotonic()
         if not (self.tty or finished or now - self.last_plain >= _PLAIN_EVERY_S):
@@ -37,9 +37,9 @@ class ProgressLine:
         self.last_plain = now
         elapsed = max((time.monotonic_ns() - b.t0_ns) / 1e9, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        total = "?" if b.planned > 10**15 else str(b.planned)
+        total = "?" if b.planned is None else str(b.planned)
         limit = self.max_seconds
-        if b.planned <= 10**15:
+        if b.planned is not None:
             frac = b.done / max(b.planned, 1)
         elif limit:
             frac = elapsed / limit

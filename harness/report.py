@@ -13,11 +13,8 @@ class ReportError(ValueError):
     pass
 
 
-def write_json(report: Report, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
-    tmp.replace(path)  # a reader never sees half a report
+def to_json(report: Report) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
 
 
 def read_json(path: Path) -> Report:
@@ -25,7 +22,11 @@ def read_json(path: Path) -> Report:
         raw = msgspec.json.decode(path.read_bytes())
     except FileNotFoundError:
         raise ReportError(f"{path}: no such file") from None
-    except msgspec.DecodeError as e:
+    except IsADirectoryError:
+        raise ReportError(f"{path}: is a directory (give a report file)") from None
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror or e}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: not JSON ({e})") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if not isinstance(version, int):

@@ -8,115 +8,22 @@ from __future__ import annotations
 
 import msgspec
 
-SCHEMA_VERSION = 1
+from protocol.results import (  # noqa: F401 - the report schema re-exports them
+    CDF_PERCENTILES,
+    BenchmarkResult,
+    CollectorStats,
+    Dist,
+    Goodput,
+    Load,
+    RequestCounts,
+    Throughput,
+    TimeSeries,
+    WorkerStats,
+)
 
-
-class Dist(msgspec.Struct):
-    """A distribution. Percentiles use linear interpolation (numpy's default, as vLLM's bench)."""
-
-    count: int
-    mean: float
-    median: float
-    std: float
-    min: float
-    max: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    p999: float
-
-
-class RequestCounts(msgspec.Struct):
-    """Every scheduled request is in exactly one of the last five fields."""
-
-    scheduled: int
-    completed: int
-    failed: int
-    incomplete: int
-    warmup: int
-    cooldown: int
-
-
-class Throughput(msgspec.Struct):
-    requests_per_s: float
-    output_tokens_per_s: float
-    input_tokens_per_s: float
-    total_tokens_per_s: float
-
-
-class WorkerStats(msgspec.Struct):
-    worker_id: int
-    completed: int
-    failed: int
-    output_tokens: int
-    output_tokens_per_s: float
-
-
-class Load(msgspec.Struct):
-    profile: str
-    requested_rate: float | None
-    concurrency: int | None
-    achieved_send_rate: float
-    peak_inflight: int
-    mean_inflight: float
-
-
-class TimeSeries(msgspec.Struct):
-    """Per-second bins from the benchmark's start; ``inflight`` is sampled at each bin's end."""
-
-    t_s: list[float]
-    sends: list[int]
-    completions: list[int]
-    output_tokens: list[int]
-    inflight: list[int]
-
-
-class CollectorStats(msgspec.Struct):
-    """The collector's own work for one benchmark: how close it came to its ceiling."""
-
-    messages: int  # Events messages ingested
-    token_entries: int  # (request, time, count) entries in them
-    busy_s: float  # time spent ingesting them
-    rejected: int  # malformed or foreign messages dropped
-
-
-class Goodput(msgspec.Struct):
-    slo: dict[str, float]
-    requests_per_s: float
-    fraction: float
-
-
-class BenchmarkResult(msgspec.Struct):
-    index: int
-    name: str
-    load: Load
-    requests: RequestCounts
-    duration_s: float
-    throughput: Throughput
-    ttft_ms: Dist | None
-    itl_ms: Dist | None
-    tpot_ms: Dist | None
-    e2e_ms: Dist | None
-    dispatch_lag_ms: Dist | None
-    engine_queue_ms: Dist | None
-    engine_prefill_ms: Dist | None
-    prompt_tokens: Dist | None
-    output_tokens: Dist | None
-    workers: list[WorkerStats]
-    timeseries: TimeSeries
-    goodput: Goodput | None = None
-    errors: dict[str, int] = {}
-    # Why sending stopped before the schedule ran out: max_seconds, max_errors,
-    # drain_timeout, interrupted, all workers died. None when it ran out.
-    stop_reason: str | None = None
-    # Latency CDFs for plotting: ttft_ms, tpot_ms, itl_ms, e2e_ms at CDF_PERCENTILES.
-    cdf_ms: dict[str, list[float]] = {}
-    collector: CollectorStats | None = None
-
-
-# Percentiles at which cdf_ms samples each distribution.
-CDF_PERCENTILES = [float(p) for p in range(0, 100)] + [99.5, 99.9, 100.0]
+# 2: ITL is one value per output (vLLM's), the time series count measured requests only,
+# and the config is the resolved run's.
+SCHEMA_VERSION = 2
 
 
 class WorkerEnv(msgspec.Struct):

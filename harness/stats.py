@@ -1,20 +1,27 @@
-"""Statistics from per-request columns and pooled inter-token gaps. Pure functions of numpy arrays.
+"""Statistics of one benchmark, from its per-request columns. Pure functions of numpy arrays.
 
-Definitions (the same as ``vllm bench serve``; docs/metrics.md has them in full):
-TTFT = first token - scheduled send; E2E = end - scheduled send;
-TPOT = (E2E - TTFT) / (output tokens - 1); ITL pools every gap between token
-arrivals, an output of k tokens splitting its gap evenly over them;
-dispatch lag = received by the worker - scheduled send.
+Every figure named like a ``vllm bench serve`` figure is computed as vLLM's
+``calculate_metrics`` computes it, in the same arithmetic: values in seconds
+(float64), in request (send) order, then multiplied by 1000; population std;
+linear percentiles. docs/metrics.md states each definition, its clock and its
+population. In short, over completed measured requests (success: at least one
+output token):
+
+- TTFT = first output - scheduled send (``ttft_ms``) or - the worker's receipt
+  (``ttft_from_send_ms``, vLLM's client clock); E2E likewise, to the last output;
+- TPOT = (E2E - TTFT) / (output tokens - 1), for requests of more than one token;
+- ITL = one value per output after the first: the gap to the previous output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 
-from harness.schema import (
+from harness.accumulator import ABORTED, COMPLETED, FAILED
+from protocol.messages import PHASE_COOLDOWN, PHASE_MEASURED, PHASE_WARMUP, BenchInfo
+from protocol.results import (
     CDF_PERCENTILES,
     BenchmarkResult,
     Dist,
@@ -25,79 +32,77 @@ from harness.schema import (
     TimeSeries,
     WorkerStats,
 )
-from protocol.messages import PHASE_COOLDOWN, PHASE_MEASURED, PHASE_WARMUP
-
-# Request status codes in the collector's columns.
-PENDING, COMPLETED, FAILED, ABORTED = 0, 1, 2, 3
 
 _PCTS = [50.0, 90.0, 95.0, 99.0, 99.9]
+_S = 1e9  # ns per second
+SLO_METRICS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2e_ms": "e2e"}
+# Time-series bin widths (s): the smallest that keeps a benchmark within MAX_BINS.
+BIN_WIDTHS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 3600.0)
+MAX_BINS = 240
 
 
-def dist(values: np.ndarray, scale: float = 1.0) -> Dist | None:
-    if len(values) == 0:
+def dist(values_s: np.ndarray, scale: float = 1000.0) -> Dist | None:
+    """A distribution of values in seconds, reported in ms exactly as vLLM reports them
+    (each statistic taken in seconds, then multiplied by 1000); ``scale=1`` for counts."""
+    if len(values_s) == 0:
         return None
-    v = np.asarray(values, dtype=np.float64) * scale
-    p50, p90, p95, p99, p999 = (float(x) for x in np.percentile(v, _PCTS))
-    return Dist(
-        count=int(len(v)),
-        mean=float(v.mean()),
-        median=p50,
-        std=float(v.std()),
-        min=float(v.min()),
-        max=float(v.max()),
-        p50=p50,
-        p90=p90,
-        p95=p95,
-        p99=p99,
-        p999=p999,
-    )
+    v = np.asarray(values_s, dtype=np.float64)
+
+    def f(x: float) -> float:
+        return float(x * scale) if scale != 1 else float(x)
+
+    p50, p90, p95, p99, p999 = (f(np.percentile(v, p)) for p in _PCTS)
+    return Dist(count=int(len(v)), mean=f(np.mean(v)), median=f(np.median(v)), std=f(np.std(v)),
+                min=f(v.min()), max=f(v.max()), p50=p50, p90=p90, p95=p95, p99=p99, p999=p999)  # fmt: skip
 
 
 @dataclass
-class Requests:
-    """One benchmark's requests as columns (times in CLOCK_MONOTONIC ns, 0 = never happened)."""
+class Latencies:
+    """Per completed measured request, in send order (seconds)."""
 
-    rid: np.ndarray
-    phase: np.ndarray
-    status: np.ndarray
-    worker: np.ndarray
-    sched: np.ndarray
-    recv: np.ndarray
-    first: np.ndarray
-    end: np.ndarray
-    prompt_len: np.ndarray
-    n_out: np.ndarray
-    eng_queued: np.ndarray
-    eng_sched: np.ndarray
-    eng_first: np.ndarray
+    ttft: np.ndarray
+    ttft_send: np.ndarray
+    e2e: np.ndarray
+    e2e_send: np.ndarray
+    tpot: np.ndarray  # requests of more than one output token
+    all_tpot: np.ndarray  # every request, 0 where it had one token (as vLLM's goodput)
+    itl: np.ndarray  # every output gap
 
 
-class BenchMeta(msgspec.Struct):
-    """What only the coordinator knows about a benchmark."""
+def latencies(
+    c: dict[str, np.ndarray], comp: np.ndarray, chunks: tuple[np.ndarray, ...]
+) -> Latencies:
+    first, last, sched, recv = (c[k][comp] for k in ("first", "last", "sched", "recv"))
+    n = c["n_out"][comp].astype(np.float64)
+    ttft, ttft_send = (first - sched) / _S, (first - recv) / _S
+    e2e, e2e_send = (last - sched) / _S, (last - recv) / _S
+    multi = n > 1
+    # vLLM: (latency - ttft) / (output_len - 1), on its client's clock (from the send).
+    tpot = (e2e_send[multi] - ttft_send[multi]) / (n[multi] - 1)
+    all_tpot = np.zeros(len(n))
+    all_tpot[multi] = tpot
+    ck, gap, _ = chunks
+    ok = np.zeros(len(c["status"]), bool)
+    ok[comp] = True
+    row_of = np.searchsorted(c["k"], ck)  # chunk -> position among the started rows
+    later = np.ones(len(ck), bool)
+    later[1:] = ck[1:] == ck[:-1]
+    later[:1] = False
+    itl = gap[later & ok[row_of]] / _S if len(ck) else np.zeros(0)
+    return Latencies(ttft, ttft_send, e2e, e2e_send, tpot, all_tpot, itl)
 
-    index: int
-    name: str
-    profile: str
-    scheduled: int
-    requested_rate: float | None = None
-    concurrency: int | None = None
 
-
-_MS = 1e-6
-
-
-def inter_token_gaps(t_ns: np.ndarray, n: np.ndarray, prev_ns: np.ndarray) -> np.ndarray:
-    """Gaps for outputs seen at ``t_ns`` carrying ``n`` tokens, the request's previous output at ``prev_ns``.
-
-    ``prev_ns == 0`` marks a request's first output: its first token is the
-    TTFT, and its other tokens arrived with it (gaps of 0). Otherwise the gap
-    is split evenly over the output's tokens. Per request the gaps then sum
-    to (last - first token time), and number output_tokens - 1.
-    """
-    first = prev_ns == 0
-    count = np.where(first, n - 1, n)
-    gap = np.where(first, 0, (t_ns - prev_ns) / np.maximum(n, 1))
-    return np.repeat(gap.astype(np.float64), np.maximum(count, 0))
+def goodput(lat: Latencies, slo: dict[str, float], send_clock: bool) -> np.ndarray:
+    """Which requests met every SLO: ``slo >= value``, compared in seconds, as vLLM does."""
+    good = np.ones(len(lat.ttft), bool)
+    for key, limit_ms in slo.items():
+        name = SLO_METRICS[key]
+        if name == "tpot":
+            vals = lat.all_tpot
+        else:
+            vals = getattr(lat, f"{name}_send" if send_clock else name)
+        good &= (limit_ms / 1000) >= vals
+    return good
 
 
 def _inflight(starts: np.ndarray, ends: np.ndarray, t_lo: int, t_hi: int) -> tuple[int, float]:
@@ -111,169 +116,208 @@ def _inflight(starts: np.ndarray, ends: np.ndarray, t_lo: int, t_hi: int) -> tup
     peak = int(level.max())
     clipped = np.clip(times, t_lo, t_hi)
     widths = np.diff(np.append(clipped, t_hi))
-    mean = float((level * widths).sum() / (t_hi - t_lo))
-    return peak, mean
+    return peak, float((level * widths).sum() / (t_hi - t_lo))
 
 
-def _bincount(
-    t_ns: np.ndarray, t0_ns: int, nbins: int, weights: np.ndarray | None = None
-) -> list[int]:
-    if nbins == 0:
-        return []
-    idx = ((t_ns - t0_ns) // 1_000_000_000).astype(np.int64)
-    keep = (idx >= 0) & (idx < nbins)
-    w = None if weights is None else weights[keep]
-    return [int(x) for x in np.bincount(idx[keep], weights=w, minlength=nbins)[:nbins]]
+def vllm_peaks(
+    c: dict[str, np.ndarray], comp: np.ndarray, chunks: tuple[np.ndarray, ...]
+) -> tuple[float, int]:
+    """vLLM's max_output_tokens_per_s and max_concurrent_requests, computed its way.
+
+    One-second buckets from the earliest send of a successful request: each output
+    counts once (as vLLM counts each streamed chunk), and a request counts in every
+    bucket from its send to its last output.
+    """
+    if not comp.any():
+        return 0.0, 0
+    start = c["recv"][comp] / _S
+    lat = (c["last"][comp] - c["recv"][comp]) / _S
+    ttft = (c["first"][comp] - c["recv"][comp]) / _S
+    lo = float(start.min())
+    nb = int(np.ceil(float((start + lat).max()) - lo)) + 1
+    ck, gap, _ = chunks
+    pos = np.searchsorted(np.flatnonzero(comp), np.searchsorted(c["k"], ck))
+    keep = np.isin(ck, c["k"][comp])
+    tokens = np.zeros(nb)
+    if keep.any():
+        ck, gap, pos = ck[keep], gap[keep], pos[keep]
+        first = np.ones(len(ck), bool)
+        first[1:] = ck[1:] != ck[:-1]
+        steps = np.where(first, (start + ttft)[pos], gap / _S)
+        # vLLM adds each gap to a running float: a cumulative sum restarted per request.
+        t = _segment_cumsum(steps, first)
+        b = (t - lo).astype(np.int64)
+        b = b[(b >= 0) & (b < nb)]
+        np.add.at(tokens, b, 1)
+    conc = np.zeros(nb + 1, np.int64)
+    s0 = (start - lo).astype(np.int64)
+    s1 = (start + lat - lo).astype(np.int64)
+    np.add.at(conc, s0, 1)
+    np.add.at(conc, s1 + 1, -1)
+    return float(tokens.max()), int(np.cumsum(conc)[:nb].max())
+
+
+def _segment_cumsum(steps: np.ndarray, starts: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+    """Running sums of ``steps`` that restart where ``starts`` is set, added left to right.
+
+    Each segment becomes a row of a zero-padded matrix, so ``cumsum`` along rows adds in
+    the same order as vLLM's loop (adding 0.0 changes nothing); rows go in blocks to cap memory.
+    """
+    begin = np.flatnonzero(starts)
+    length = np.diff(np.append(begin, len(steps)))
+    out = np.empty(len(steps))
+    i = 0
+    while i < len(begin):
+        width = int(length[i:].max())
+        rows = max(1, min(len(begin) - i, block // max(width, 1)))
+        b, n = begin[i : i + rows], length[i : i + rows]
+        col = np.arange(width)
+        mask = col[None, :] < n[:, None]
+        mat = np.zeros((rows, width))
+        mat[mask] = steps[(b[:, None] + col[None, :])[mask]]
+        out[(b[:, None] + col[None, :])[mask]] = np.cumsum(mat, axis=1)[mask]
+        i += rows
+    return out
+
+
+def bin_width(span_s: float) -> float:
+    for w in BIN_WIDTHS:
+        if span_s / w <= MAX_BINS:
+            return w
+    return BIN_WIDTHS[-1]
+
+
+def timeseries(c: dict[str, np.ndarray], meas: np.ndarray, comp: np.ndarray, token_bins: np.ndarray,
+               t0: int, t_end: int, fine_ns: int) -> TimeSeries:  # fmt: skip
+    """Measured requests' sends, completions, output tokens and in-flight count per bin."""
+    span = max(t_end - t0, 0) / _S
+    w = bin_width(span)
+    w_ns = int(round(w * _S))
+    nb = int(np.ceil(span / w)) if span > 0 else 0
+    sent = meas & (c["recv"] > 0)
+    ends = np.where(c["end"][sent] > 0, c["end"][sent], t_end)
+
+    def count(t: np.ndarray) -> list[int]:
+        idx = (t - t0) // w_ns
+        idx = idx[(idx >= 0) & (idx < nb)]
+        return np.bincount(idx, minlength=nb)[:nb].astype(int).tolist() if nb else []
+
+    per = max(w_ns // fine_ns, 1)
+    fine = token_bins[: nb * per]
+    fine = np.pad(fine, (0, nb * per - len(fine)))
+    tokens = fine.reshape(nb, per).sum(axis=1).astype(int).tolist() if nb else []
+    # Bins are whole multiples of the collector's 100 ms bins, so tokens land in the bin of
+    # their arrival exactly.
+    bin_ends = t0 + (np.arange(nb, dtype=np.int64) + 1) * w_ns
+    inflight = np.searchsorted(np.sort(c["recv"][sent]), bin_ends, "right") - np.searchsorted(
+        np.sort(ends), bin_ends, "right"
+    )
+    return TimeSeries(
+        t_s=[round((i + 1) * w, 6) for i in range(nb)],
+        sends=count(c["recv"][sent]),
+        completions=count(c["end"][comp]),
+        output_tokens=tokens,
+        inflight=[int(x) for x in inflight],
+        bin_s=w,
+    )
+
+
+def _counts(info: BenchInfo, c: dict[str, np.ndarray]) -> RequestCounts:
+    ph, st = c["phase"], c["status"]
+    meas = ph == PHASE_MEASURED
+    comp, fail = int((meas & (st == COMPLETED)).sum()), int((meas & (st == FAILED)).sum())
+    warm, cool = int((ph == PHASE_WARMUP).sum()), int((ph == PHASE_COOLDOWN).sum())
+    return RequestCounts(
+        scheduled=info.scheduled, completed=comp, failed=fail,
+        incomplete=max(info.scheduled - comp - fail - warm - cool, 0),
+        warmup=warm, cooldown=cool, aborted=int((meas & (st == ABORTED)).sum()),
+    )  # fmt: skip
+
+
+def _workers(
+    c: dict[str, np.ndarray], meas: np.ndarray, comp: np.ndarray, rate
+) -> list[WorkerStats]:  # type: ignore[no-untyped-def]
+    out = []
+    fail = meas & (c["status"] == FAILED)
+    for w in np.unique(c["worker"][meas & (c["recv"] > 0)]).tolist():
+        mine = c["worker"] == w
+        tok = int(c["n_out"][comp & mine].sum())
+        out.append(WorkerStats(worker_id=int(w), completed=int((comp & mine).sum()),
+                               failed=int((fail & mine).sum()), output_tokens=tok,
+                               output_tokens_per_s=rate(float(tok))))  # fmt: skip
+    return out
+
+
+def _load(info: BenchInfo, c: dict[str, np.ndarray], meas: np.ndarray, t0: int, t_end: int) -> Load:
+    sent = meas & (c["recv"] > 0)
+    recv = np.sort(c["recv"][sent])
+    span = float(recv[-1] - recv[0]) / _S if len(recv) > 1 else 0.0
+    ends = np.where(c["end"][sent] > 0, c["end"][sent], t_end)
+    peak, mean = _inflight(c["recv"][sent], ends, int(recv[0]) if len(recv) else t0, t_end)
+    return Load(profile=info.profile, requested_rate=info.requested_rate, concurrency=info.concurrency,
+                achieved_send_rate=float((len(recv) - 1) / span) if span > 0 else 0.0,
+                peak_inflight=peak, mean_inflight=mean, max_concurrency=info.max_concurrency)  # fmt: skip
+
+
+def _engine_dists(
+    c: dict[str, np.ndarray], comp: np.ndarray, meas: np.ndarray
+) -> dict[str, Dist | None]:
+    got = meas & (c["recv"] > 0)
+    release = np.maximum(c["sched"], c["release"])
+    eng = comp & (c["eng_sched"] > 0) & (c["eng_queued"] > 0)
+    engf = eng & (c["eng_first"] > 0)
+    return {
+        "dispatch_lag_ms": dist((c["recv"][got] - release[got]) / _S),
+        "engine_queue_ms": dist((c["eng_sched"][eng] - c["eng_queued"][eng]) / _S),
+        "engine_prefill_ms": dist((c["eng_first"][engf] - c["eng_sched"][engf]) / _S),
+    }
 
 
 def benchmark_result(
-    meta: BenchMeta,
-    r: Requests,
-    itl_ns: np.ndarray,
+    info: BenchInfo,
+    c: dict[str, np.ndarray],
+    chunks: tuple[np.ndarray, np.ndarray, np.ndarray],
     token_bins: np.ndarray,
     t0_ns: int,
+    fine_ns: int,
     slo: dict[str, float] | None = None,
     errors: dict[str, int] | None = None,
 ) -> BenchmarkResult:
-    meas = r.phase == PHASE_MEASURED
-    comp = meas & (r.status == COMPLETED)
-    fail = meas & (r.status == FAILED)
-    n_comp, n_fail = int(comp.sum()), int(fail.sum())
-    warm = int((r.phase == PHASE_WARMUP).sum())
-    cool = int((r.phase == PHASE_COOLDOWN).sum())
-    counts = RequestCounts(
-        scheduled=meta.scheduled,
-        completed=n_comp,
-        failed=n_fail,
-        incomplete=max(meta.scheduled - n_comp - n_fail - warm - cool, 0),
-        warmup=warm,
-        cooldown=cool,
-    )
-
-    ended = meas & (r.end > 0)
-    if meas.any() and ended.any():
-        t_start = int(r.sched[meas].min())
-        t_end = int(r.end[ended].max())
-        duration = max(t_end - t_start, 1) / 1e9
-    else:
-        duration = 0.0
-
-    out_tok = r.n_out[comp].astype(np.int64)
-    in_tok = r.prompt_len[comp].astype(np.int64)
+    meas = c["phase"] == PHASE_MEASURED
+    comp = meas & (c["status"] == COMPLETED)
+    ended = meas & (c["end"] > 0)
+    t_start = int(c["sched"][meas].min()) if meas.any() else t0_ns
+    t_end = int(c["end"][ended].max()) if ended.any() else t_start
+    duration = max(t_end - t_start, 1) / _S if ended.any() else 0.0
 
     def rate(x: float) -> float:
         return x / duration if duration > 0 else 0.0
 
-    throughput = Throughput(
-        requests_per_s=rate(n_comp),
-        output_tokens_per_s=rate(float(out_tok.sum())),
-        input_tokens_per_s=rate(float(in_tok.sum())),
-        total_tokens_per_s=rate(float(out_tok.sum() + in_tok.sum())),
-    )
-
-    has_first = comp & (r.first > 0)
-    ttft = (r.first[has_first] - r.sched[has_first]).astype(np.float64)
-    e2e = (r.end[comp] - r.sched[comp]).astype(np.float64)
-    multi = has_first & (r.n_out > 1)
-    tpot = (r.end[multi] - r.first[multi]) / (r.n_out[multi] - 1.0)
-    got = meas & (r.recv > 0)
-    lag = (r.recv[got] - r.sched[got]).astype(np.float64)
-    eng = comp & (r.eng_sched > 0) & (r.eng_queued > 0)
-    eng_queue = (r.eng_sched[eng] - r.eng_queued[eng]).astype(np.float64)
-    engf = eng & (r.eng_first > 0)
-    eng_prefill = (r.eng_first[engf] - r.eng_sched[engf]).astype(np.float64)
-
-    workers = []
-    for w in np.unique(r.worker[meas & (r.recv > 0)]).tolist():
-        mine = r.worker == w
-        w_out = int(r.n_out[comp & mine].sum())
-        workers.append(
-            WorkerStats(
-                worker_id=int(w),
-                completed=int((comp & mine).sum()),
-                failed=int((fail & mine).sum()),
-                output_tokens=w_out,
-                output_tokens_per_s=rate(float(w_out)),
-            )
-        )
-
-    sent = r.recv > 0
-    last = int(r.end.max()) if len(r.end) and r.end.max() > 0 else t0_ns
-    ends = np.where(r.end[sent] > 0, r.end[sent], last)
-    peak, mean_inflight = _inflight(r.recv[sent], ends, t0_ns, last)
-    meas_recv = np.sort(r.recv[meas & sent])
-    span = float(meas_recv[-1] - meas_recv[0]) / 1e9 if len(meas_recv) > 1 else 0.0
-    load = Load(
-        profile=meta.profile,
-        requested_rate=meta.requested_rate,
-        concurrency=meta.concurrency,
-        achieved_send_rate=float((len(meas_recv) - 1) / span) if span > 0 else 0.0,
-        peak_inflight=peak,
-        mean_inflight=mean_inflight,
-    )
-
-    nbins = int(np.ceil((last - t0_ns) / 1e9)) if last > t0_ns else 0
-    bin_ends = t0_ns + (np.arange(nbins, dtype=np.int64) + 1) * 1_000_000_000
-    starts_sorted = np.sort(r.recv[sent])
-    ends_sorted = np.sort(ends)
-    inflight_at = np.searchsorted(starts_sorted, bin_ends, "right") - np.searchsorted(
-        ends_sorted, bin_ends, "right"
-    )
-    tokens = [int(x) for x in token_bins[:nbins]] + [0] * max(nbins - len(token_bins), 0)
-    series = TimeSeries(
-        t_s=[float(i + 1) for i in range(nbins)],
-        sends=_bincount(r.recv[sent], t0_ns, nbins),
-        completions=_bincount(r.end[r.end > 0], t0_ns, nbins),
-        output_tokens=tokens,
-        inflight=[int(x) for x in inflight_at],
-    )
-
-    goodput = None
+    out_tok = c["n_out"][comp].astype(np.int64)
+    in_tok = c["prompt_len"][comp].astype(np.int64)
+    lat = latencies(c, comp, chunks)
+    good = None
     if slo:
-        ok = np.ones(n_comp, bool)
-        c_ttft = np.where(r.first[comp] > 0, r.first[comp] - r.sched[comp], np.inf) * _MS
-        c_e2e = (r.end[comp] - r.sched[comp]) * _MS
-        n_c = r.n_out[comp]
-        c_tpot = np.where(n_c > 1, (r.end[comp] - r.first[comp]) / np.maximum(n_c - 1, 1), 0) * _MS
-        for key, limit in slo.items():
-            vals = {"ttft_ms": c_ttft, "tpot_ms": c_tpot, "e2e_ms": c_e2e}[key]
-            ok &= vals <= limit
-        good = int(ok.sum())
-        goodput = Goodput(
-            slo=dict(slo),
-            requests_per_s=rate(good),
-            fraction=good / n_comp if n_comp else 0.0,
-        )
-
-    cdf = {
-        name: [float(x) for x in np.percentile(vals * _MS, CDF_PERCENTILES)]
-        for name, vals in (
-            ("ttft_ms", ttft),
-            ("tpot_ms", tpot),
-            ("itl_ms", itl_ns),
-            ("e2e_ms", e2e),
-        )
-        if len(vals)
-    }
+        g, gs = goodput(lat, slo, False), goodput(lat, slo, True)
+        n = int(comp.sum())
+        good = Goodput(slo=dict(slo), requests_per_s=rate(int(g.sum())), fraction=int(g.sum()) / n if n else 0.0,
+                       from_send_requests_per_s=rate(int(gs.sum())))  # fmt: skip
+    peak_tok, peak_conc = vllm_peaks(c, comp, chunks)
     return BenchmarkResult(
-        cdf_ms=cdf,
-        index=meta.index,
-        name=meta.name,
-        load=load,
-        requests=counts,
-        duration_s=duration,
-        throughput=throughput,
-        ttft_ms=dist(ttft, _MS),
-        itl_ms=dist(itl_ns, _MS),
-        tpot_ms=dist(tpot, _MS),
-        e2e_ms=dist(e2e, _MS),
-        dispatch_lag_ms=dist(lag, _MS),
-        engine_queue_ms=dist(eng_queue, _MS),
-        engine_prefill_ms=dist(eng_prefill, _MS),
-        prompt_tokens=dist(in_tok),
-        output_tokens=dist(out_tok),
-        workers=workers,
-        timeseries=series,
-        goodput=goodput,
-        errors=dict(errors or {}),
-    )
+        index=info.index, name=info.name, load=_load(info, c, meas, t0_ns, t_end),
+        requests=_counts(info, c), duration_s=duration,
+        throughput=Throughput(requests_per_s=rate(int(comp.sum())), output_tokens_per_s=rate(int(out_tok.sum())),
+                              input_tokens_per_s=rate(int(in_tok.sum())),
+                              total_tokens_per_s=rate(int(out_tok.sum() + in_tok.sum())),
+                              max_output_tokens_per_s=peak_tok, max_concurrent_requests=peak_conc),
+        ttft_ms=dist(lat.ttft), itl_ms=dist(lat.itl), tpot_ms=dist(lat.tpot), e2e_ms=dist(lat.e2e),
+        ttft_from_send_ms=dist(lat.ttft_send), e2e_from_send_ms=dist(lat.e2e_send),
+        prompt_tokens=dist(in_tok, 1), output_tokens=dist(out_tok, 1),
+        workers=_workers(c, meas, comp, rate),
+        timeseries=timeseries(c, meas, comp, token_bins, t0_ns, t_end, fine_ns),
+        goodput=good, errors=dict(errors or {}),
+        cdf_ms={name: [float(x) for x in np.percentile(v * 1000, CDF_PERCENTILES)]
+                for name, v in (("ttft_ms", lat.ttft), ("tpot_ms", lat.tpot), ("itl_ms", lat.itl),
+                                ("e2e_ms", lat.e2e)) if len(v)},
+        **_engine_dists(c, comp, meas),
+    )  # fmt: skip

@@ -48,8 +48,8 @@ class Workload(msgspec.Struct):
         return {
             "source": self.source,
             "samples": len(self.samples),
-            "prompt_tokens": msgspec.to_builtins(dist(p)),
-            "output_tokens": msgspec.to_builtins(dist(o)),
+            "prompt_tokens": msgspec.to_builtins(dist(p, 1)),
+            "output_tokens": msgspec.to_builtins(dist(o, 1)),
         }
 
 

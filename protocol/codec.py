@@ -26,8 +26,9 @@ class Codec(Generic[T]):
     def decode(self, data: bytes | memoryview) -> T:
         try:
             return self._dec.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise DecodeError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - msgspec raises more than its own errors
+            # (a type tag that is not UTF-8 raises UnicodeDecodeError): any bad frame is one error.
+            raise DecodeError(f"{type(e).__name__}: {e}") from None
 
 
 def to_worker() -> Codec[m.CoordinatorToWorker]:
@@ -38,8 +39,12 @@ def to_coordinator() -> Codec[m.WorkerToCoordinator]:
     return Codec(m.WorkerToCoordinator)
 
 
-def to_collector_control() -> Codec[m.CoordinatorToCollector]:
+def to_collector() -> Codec[m.CoordinatorToCollector]:
     return Codec(m.CoordinatorToCollector)
+
+
+def from_collector() -> Codec[m.CollectorToCoordinator]:
+    return Codec(m.CollectorToCoordinator)
 
 
 def events() -> Codec[m.Events]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+from protocol.results import BenchmarkResult
+
+PROTOCOL_VERSION = 2
 
 # Request phases: measured requests feed the statistics, warm-up and cool-down
-# requests are run and counted but kept out of them.
+# requests are run and counted but kept out of them. The coordinator sets each
+# request's phase when it sends it.
 PHASE_MEASURED = 0
 PHASE_WARMUP = 1
 PHASE_COOLDOWN = 2
@@ -38,6 +41,9 @@ class RequestSpec(_Rec):
     sched_ns: int  # scheduled send time, CLOCK_MONOTONIC
     bench: int
     phase: int = PHASE_MEASURED
+    # When a cap (--max-concurrency, --max-inflight-per-worker) held it past sched_ns, the
+    # moment it was let go; 0 if it was not held. Dispatch lag counts from the later of the two.
+    release_ns: int = 0
 
 
 class Submit(_Msg, tag="submit"):
@@ -138,7 +144,7 @@ class Done(_Msg, tag="done"):
 
     worker_id: int
     rids: list[int]
-    n_failed: int = 0  # how many of ``rids`` failed (not counting aborts)
+    failed: list[int] = []  # those of ``rids`` that failed (not counting aborts)
 
 
 # --- worker -> collector ---------------------------------------------------
@@ -152,6 +158,7 @@ class Started(_Rec):
     recv_ns: int
     prompt_len: int
     max_tokens: int
+    release_ns: int = 0
 
 
 class EngineTimes(_Rec):
@@ -198,12 +205,42 @@ class Events(_Msg, tag="events"):
     failed: list[Failed] = []
 
 
-# --- coordinator <-> collector ---------------------------------------------
+# --- coordinator <-> collector (a private IPC link) ---------------------------
 
 
 class BeginBench(_Msg, tag="begin_bench"):
+    """A benchmark starts: what the collector needs to accept its events and nothing else.
+
+    Its requests are numbered densely from ``rid_lo``, in send order, below ``rid_hi``
+    (raised by ``Extend`` as an open-ended benchmark goes on). No request asks for
+    more than ``max_tokens`` output tokens or has more than ``max_prompt`` prompt tokens.
+    """
+
     bench: int
-    t0_ns: int
+    t0_ns: int  # the benchmark's start, shared by the coordinator's pacing and the statistics
+    rid_lo: int
+    rid_hi: int
+    max_tokens: int
+    max_prompt: int
+
+
+class Extend(_Msg, tag="extend"):
+    """An open-ended benchmark may now number its requests up to ``rid_hi``."""
+
+    bench: int
+    rid_hi: int
+
+
+class BenchInfo(_Rec):
+    """What only the coordinator knows about a benchmark."""
+
+    index: int
+    name: str
+    profile: str
+    scheduled: int  # requests it sent (or would have sent, had no limit stopped it)
+    requested_rate: float | None = None
+    concurrency: int | None = None
+    max_concurrency: int | None = None
 
 
 class EndBench(_Msg, tag="end_bench"):
@@ -211,29 +248,14 @@ class EndBench(_Msg, tag="end_bench"):
 
     bench: int
     expected_rids: int  # requests the collector must have seen end
-    meta: bytes = b""  # harness-encoded benchmark facts, passed back untouched
-
-
-class Progress(_Msg, tag="progress"):
-    bench: int
-    completed: int
-    failed: int
-    output_tokens: int
-    ttft_p50_ms: float | None
-    t_ns: int
-
-
-class BenchResult(_Msg, tag="bench_result"):
-    bench: int
-    payload: bytes  # harness-encoded statistics
-    partial: bool = False  # an answer to Snapshot: the benchmark is still running
+    info: BenchInfo
 
 
 class Snapshot(_Msg, tag="snapshot"):
     """Statistics of a running benchmark so far, for checkpoints; answered by a partial BenchResult."""
 
     bench: int
-    meta: bytes
+    info: BenchInfo
 
 
 class Lost(_Msg, tag="lost"):
@@ -253,11 +275,27 @@ class Stop(_Msg, tag="stop"):
     pass
 
 
+class Progress(_Msg, tag="progress"):
+    bench: int
+    completed: int
+    failed: int
+    output_tokens: int
+    ttft_p50_ms: float | None
+    t_ns: int
+    aborted: int = 0
+    itl_p50_ms: float | None = None
+
+
+class BenchResult(_Msg, tag="bench_result"):
+    bench: int
+    result: BenchmarkResult
+    partial: bool = False  # an answer to Snapshot: the benchmark is still running
+
+
 CoordinatorToWorker = Submit | Cancel | Shutdown | Configure | Refused | Pong
-WorkerToCoordinator = (
-    Hello | Ready | StartupFailed | Heartbeat | Done | Progress | BenchResult | Ping
-)
-CoordinatorToCollector = BeginBench | EndBench | Snapshot | Lost | Stop
+WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Ping
+CoordinatorToCollector = BeginBench | Extend | EndBench | Snapshot | Lost | Stop
+CollectorToCoordinator = Hello | Progress | BenchResult
 WorkerToCollector = Events
 
 

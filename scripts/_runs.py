@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.options import run_argv  # noqa: E402
 
 
-def harness_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
+def harness_run(
+    timeout: float = 900, extra: list[str] | None = None, **options: Any
+) -> dict[str, Any]:
+    """``harness run`` with ``options`` (keywords of :func:`harness.options.run_argv`); its report."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [sys.executable, "-m", "harness", "run", *args, "--quiet", "--output", str(out)]
-        cmd += ["--log-dir", str(Path(tmp) / "logs")]
+        argv = run_argv(**options, quiet=True, output=out, log_dir=Path(tmp) / "logs")
+        cmd = [sys.executable, "-m", "harness", "run", *argv, *(extra or [])]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise SystemExit(

@@ -19,6 +19,8 @@ from pathlib import Path
 import psutil
 from _runs import ROOT, machine, write
 
+from harness.options import run_argv
+
 
 def role(p: psutil.Process, root: int) -> str:
     if p.pid == root:
@@ -40,11 +42,11 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [sys.executable, "-m", "harness", "run", "--engine", "sim", "--workers",
-               str(a.workers), "--profile", "constant", "--rate", f"{a.rate:g}",
-               "--max-requests", str(a.requests), "--checkpoint-s", "0", "--quiet",
-               "--data", f"prompt_tokens=16,output_tokens={a.output_tokens}",
-               "--output", str(out), "--log-dir", str(Path(tmp) / "logs")]  # fmt: skip
+        cmd = [sys.executable, "-m", "harness", "run", *run_argv(
+            engine="sim", workers=a.workers, profile="constant", rate=a.rate,
+            max_requests=a.requests, checkpoint_s=0, quiet=True,
+            data=f"prompt_tokens=16,output_tokens={a.output_tokens}",
+            output=out, log_dir=Path(tmp) / "logs")]  # fmt: skip
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         peak: dict[str, int] = {}
         first: dict[str, int] = {}

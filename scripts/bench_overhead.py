@@ -31,14 +31,14 @@ def main() -> None:
     rows = []
     for w in [int(x) for x in a.workers.split(",")]:
 
-        def sim(profile: str, out_tokens: int, *limits: str, workers: int = w) -> dict:
-            args = ["--engine", "sim", "--workers", str(workers), "--profile", profile,
-                    *limits, "--data", f"prompt_tokens=16,output_tokens={out_tokens}"]  # fmt: skip
-            return harness_run(args)["benchmarks"][0]
+        def sim(profile: str, out_tokens: int, workers: int = w, **limits: object) -> dict:
+            rep = harness_run(engine="sim", workers=workers, profile=profile,
+                              data=f"prompt_tokens=16,output_tokens={out_tokens}", **limits)  # fmt: skip
+            return rep["benchmarks"][0]
 
-        d = sim("throughput", 1, "--max-requests", str(a.dispatch_requests))
-        t = sim("throughput", a.output_tokens, "--max-requests", str(a.token_requests))
-        p = sim("constant", 1, "--rate", f"{a.paced_rate:g}", "--max-seconds", "5")
+        d = sim("throughput", 1, max_requests=a.dispatch_requests)
+        t = sim("throughput", a.output_tokens, max_requests=a.token_requests)
+        p = sim("constant", 1, rate=a.paced_rate, max_seconds=5)
         expected = a.token_requests * a.output_tokens
         got = sum(x["output_tokens"] for x in t["workers"])
         row = {

@@ -26,20 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _runs import ROOT, harness_run, machine, write  # noqa: E402
 
-DEFAULT_ARGS = [
-    "--engine",
-    "sim",
-    "--sim",
-    "decode_ms=5",
-    "--profile",
-    "concurrent",
-    "--concurrency",
-    "64",
-    "--max-requests",
-    "4096",
-    "--data",
-    "prompt_tokens=128,output_tokens=64",
-]
+from harness.options import run_argv  # noqa: E402
+
+DEFAULT_ARGS = run_argv(
+    engine="sim",
+    sim="decode_ms=5",
+    profile="concurrent",
+    concurrency="64",
+    max_requests=4096,
+    data="prompt_tokens=128,output_tokens=64",
+)
 
 
 def free_port() -> int:
@@ -54,9 +50,9 @@ def remote_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
     env = {**os.environ, "HARNESS_TOKEN": token}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [sys.executable, "-m", "harness", "run", *args, "--workers", "0", "--quiet"]
-        cmd += ["--listen", f"tcp://127.0.0.1:{port}", "--remote-workers", "1"]
-        cmd += ["--output", str(out), "--log-dir", str(Path(tmp) / "logs")]
+        own = run_argv(workers=0, quiet=True, listen=f"tcp://127.0.0.1:{port}", remote_workers=1,
+                       output=out, log_dir=Path(tmp) / "logs")  # fmt: skip
+        cmd = [sys.executable, "-m", "harness", "run", *args, *own]
         head = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
         worker = subprocess.Popen(
             [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}"],
@@ -104,7 +100,7 @@ def main() -> None:
     for i in range(ns.repeat):
         order = ("local", "remote") if i % 2 == 0 else ("remote", "local")
         for kind in order:
-            rep = harness_run([*args, "--workers", "1"]) if kind == "local" else remote_run(args)
+            rep = harness_run(workers=1, extra=args) if kind == "local" else remote_run(args)
             runs[kind].append(summary(rep))
             s = runs[kind][-1]
             print(f"{kind}: {s['output_tokens_per_s']:.1f} output tok/s", file=sys.stderr)

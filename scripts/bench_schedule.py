@@ -23,22 +23,13 @@ def main() -> None:
     rows = []
     for rate in [float(x) for x in a.rates.split(",")]:
         rep = harness_run(
-            [
-                "--engine",
-                "sim",
-                "--workers",
-                str(a.workers),
-                "--profile",
-                "poisson",
-                "--rate",
-                f"{rate:g}",
-                "--max-seconds",
-                f"{a.seconds:g}",
-                "--seed",
-                "1",
-                "--data",
-                "prompt_tokens=16,output_tokens=4",
-            ]
+            engine="sim",
+            workers=a.workers,
+            profile="poisson",
+            rate=rate,
+            max_seconds=a.seconds,
+            seed=1,
+            data="prompt_tokens=16,output_tokens=4",
         )
         b = rep["benchmarks"][0]
         sent = b["requests"]["scheduled"]

@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _runs import ROOT, harness_run, machine, write  # noqa: E402
 
-from harness.tinymodel import read_model_config, write_tiny_model  # noqa: E402
-from harness.workload import parse_spec, synthetic  # noqa: E402
-from workers.placement import discover_gpus, place_cpus, place_gpus, usable_cores  # noqa: E402
+from harness.options import RunOptions  # noqa: E402
+from harness.resolve import resolve  # noqa: E402
 
 
 def offline_child(spec: dict) -> None:
@@ -61,8 +60,6 @@ def main() -> None:
         offline_child(json.loads(Path(a.offline_child).read_text()))
         return
 
-    model = a.model or write_tiny_model(Path.home() / ".cache" / "vllm-harness" / "tiny-llama")
-    vocab = int(read_model_config(model)["vocab_size"])  # type: ignore[call-overload]
     pinned = {
         "max_num_seqs": a.max_num_seqs,
         "max_num_batched_tokens": a.max_num_batched_tokens,
@@ -70,18 +67,21 @@ def main() -> None:
         "enable_prefix_caching": False,
         "max_model_len": a.max_model_len,
         "load_format": a.load_format,
-        "seed": a.seed,
     }
-    data = f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}"
-    # The same token ids the harness will send: its own seeded generator.
-    workload = synthetic(parse_spec(data), a.requests, vocab, a.seed)
-    # The offline engine gets the worker's environment and, on CPU, its spare-core
-    # affinity for the Python side: the same conditions as the harness's worker.
-    cpu = a.device == "cpu"
-    slot = place_cpus(1, usable_cores(), 1)[0] if cpu else place_gpus(1, 1, discover_gpus())[0]
+    options = dict(
+        engine="vllm", device=a.device, workers=1, profile="throughput",
+        max_requests=a.requests, seed=a.seed,
+        data=f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}",
+        engine_arg=[f"{k}={json.dumps(v)}" for k, v in pinned.items()],
+        **({"model": a.model} if a.model else {}),
+    )  # fmt: skip
+    # The harness's own resolution gives the offline engine the very same engine arguments,
+    # placement and prompts (token ids) as the harness's worker.
+    run = resolve(RunOptions.of(**options))
+    slot = run.slots[0]
     spec = {
-        "engine_args": {"model": str(model), "skip_tokenizer_init": True, **pinned},
-        "prompts": [s.prompt for s in workload.samples],
+        "engine_args": dict(run.engine.args),
+        "prompts": [s.prompt for s in run.workload.samples][: a.requests],
         "output_tokens": a.output_tokens,
     }
     spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
@@ -105,19 +105,13 @@ def main() -> None:
             raise SystemExit(f"offline run failed: {proc.stderr.strip()[-800:]}")
         return json.loads(line[0][len("RESULT ") :])
 
-    args = ["--engine", "vllm", "--device", a.device, "--workers", "1", "--profile",
-            "throughput", "--model", str(model), "--max-requests", str(a.requests),
-            "--data", data, "--seed", str(a.seed)]  # fmt: skip
-    for k, v in pinned.items():
-        args += ["--engine-arg", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
-
     pairs = []
     rep: dict = {}
     try:
         # Alternate the two, so drift in the machine's speed hits both alike.
         for i in range(a.repeat):
             off = offline()
-            rep = harness_run(args, timeout=1800)
+            rep = harness_run(timeout=1800, **options)
             b = rep["benchmarks"][0]
             offline_tps = off["output_tokens"] / off["elapsed_s"]
             harness_tps = b["throughput"]["output_tokens_per_s"]

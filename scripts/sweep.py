@@ -25,6 +25,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.checks import UsageError  # noqa: E402
 from harness.layouts import (  # noqa: E402
     Layout,
     LayoutFailure,
@@ -33,7 +34,26 @@ from harness.layouts import (  # noqa: E402
     table,
     write_summary,
 )
+from harness.options import parse_run_argv, run_argv  # noqa: E402
+from harness.resolve import resolve  # noqa: E402
 from harness.tinymodel import read_model_config  # noqa: E402
+
+
+def layout_argv(layout: Layout, harness_args: list[str], out: Path) -> list[str]:
+    own = run_argv(workers=layout.workers, output=out / f"{layout.name}.json",
+                   log_dir=out / "logs" / layout.name)  # fmt: skip
+    if layout.tp != 1:
+        own += run_argv(tp=layout.tp)
+    return [*own, *harness_args]
+
+
+def check_layouts(layouts: list[Layout], harness_args: list[str], out: Path) -> None:
+    """Resolve every layout's run before any starts: a bad option fails the sweep at once."""
+    for layout in layouts:
+        try:
+            resolve(parse_run_argv(layout_argv(layout, harness_args, out)))
+        except UsageError as e:
+            raise SystemExit(f"sweep: error: {layout.name}: {e}") from None
 
 
 def run_layout(layout: Layout, out: Path, harness_args: list[str], force: bool) -> None:
@@ -43,9 +63,7 @@ def run_layout(layout: Layout, out: Path, harness_args: list[str], force: bool) 
         print(f"{layout.name}: done already ({report}), skipped; --force reruns it", flush=True)
         return
     failed.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "harness", "run", "--workers", str(layout.workers),
-           "--tp", str(layout.tp), *harness_args, "--output", str(report),
-           "--log-dir", str(out / "logs" / layout.name)]  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "run", *layout_argv(layout, harness_args, out)]
     print(f"{layout.name}: {shlex.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stdout, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(proc.stderr)
@@ -80,16 +98,15 @@ def main() -> int:
     rate.add_argument("--rates", required=True)
     a = ap.parse_args()
 
-    harness_args = ["--device", a.device, "--profile", a.profile]
-    if a.model:
-        harness_args += ["--model", a.model]
-    if a.slo:
-        harness_args += ["--slo", a.slo]
+    sim = "--engine sim" in a.args or "--engine=sim" in a.args
+    harness_args = run_argv(profile=a.profile, **({} if sim else {"device": a.device}),
+                            **({"model": a.model} if a.model else {}),
+                            **({"slo": a.slo} if a.slo else {}))  # fmt: skip
     harness_args += shlex.split(a.args)
 
     if a.mode == "rate":
         layouts = [Layout(a.workers, a.tp)]
-        harness_args += ["--rate", ",".join(a.rates.split())]
+        harness_args += run_argv(rate=",".join(a.rates.split()))
     elif a.device == "cpu":
         layouts = [Layout(int(w), 1) for w in a.workers_list.split()]
     else:
@@ -108,6 +125,7 @@ def main() -> int:
         return 2
     sweep_id = a.sweep_id or f"{a.mode}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     out = a.results / sweep_id
+    check_layouts(layouts, harness_args, out)
     out.mkdir(parents=True, exist_ok=True)
     for layout in layouts:
         run_layout(layout, out, harness_args, a.force)

@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+
 CASES = [
-    (["--engine", "sim", "--profile", "bogus"], "--profile must be one of"),
+    (["--engine", "sim", "--profile", "bogus"], "Invalid value for '--profile'"),
     (
         ["--engine", "sim", "--profile", "constant", "--rate", "0"],
-        "--rate: every value must be > 0",
+        "--rate must be > 0",
     ),
     (
         ["--engine", "sim", "--profile", "constant", "--rate", "-3"],
-        "--rate: every value must be > 0",
+        "--rate must be > 0",
     ),
     (["--engine", "sim", "--profile", "constant"], "--profile constant needs --rate"),
     (["--engine", "sim", "--profile", "concurrent"], "needs --concurrency"),
-    (["--engine", "sim", "--rate", "5"], "--rate applies to constant and poisson"),
-    (["--engine", "nope"], "--engine must be vllm or sim"),
+    (
+        ["--engine", "sim", "--rate", "5"],
+        "--rate applies to --profile constant or poisson, not throughput",
+    ),
+    (["--engine", "nope"], "Invalid value for '--engine'"),
     (["--engine", "sim", "--data", "prompt_tokens=-4"], "must not be negative"),
     (["--engine", "sim", "--data", "colour=blue"], "unknown key 'colour'"),
     (["--engine", "sim", "--sim", "warp=9"], "--sim"),
     (["--engine", "sim", "--slo", "latency=5"], "--slo: unknown key"),
-    (["--engine", "sim", "--max-requests", "0"], "--max-requests must be > 0"),
+    (["--engine", "sim", "--max-requests", "0"], "--max-requests must be an integer in [1,"),
     (
         ["--engine", "sim", "--engine-arg", "max_num_seqs=4"],
         "--engine-arg applies to --engine vllm",
@@ -39,7 +48,7 @@ CASES = [
     ),
     (
         ["--engine", "sim", "--max-seconds", "5", "--cooldown", "3"],
-        "--cooldown N (requests) needs --max-requests",
+        "--cooldown 3 with --profile throughput needs --max-requests",
     ),
     (
         ["--engine", "vllm", "--device", "cpu", "--engine-arg", "no_such_field=1"],
@@ -62,32 +71,36 @@ CASES = [
 ]
 
 
+def cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``harness run`` exactly as typed (raw arguments: mistakes included)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE": str(tmp_path / "cache"),
+           "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+    out = ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
+    return subprocess.run([sys.executable, "-m", "harness", "run", *argv, *out], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=ROOT)  # fmt: skip
+
+
 @pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input_is_one_line_and_exit_2(harness, args, message, monkeypatch):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     if "AsyncEngineArgs" in message and importlib.util.find_spec("vllm") is None:
         pytest.skip("checking engine-argument names needs vllm")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    proc, report = harness(*args, check=False, timeout=60)
+    proc = cli(tmp_path, *args)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("harness: error:")
     assert message in lines[0]
-    assert report is None
+    assert not (tmp_path / "out.json").exists()
 
 
-def test_engine_args_file_errors(harness, tmp_path):
+def test_engine_args_file_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
-    proc, _ = harness(
-        "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(bad), check=False
-    )
+    proc = cli(tmp_path, "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(bad))
     assert proc.returncode == 2 and "not a JSON object" in proc.stderr
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")
-    proc, _ = harness(
-        "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(broken), check=False
-    )
+    proc = cli(tmp_path, "--engine", "vllm", "--device", "cpu", "--engine-args-file", str(broken))
     assert proc.returncode == 2 and str(broken) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

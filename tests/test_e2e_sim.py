@@ -14,15 +14,11 @@ def only(report):
 
 def test_throughput_four_workers_counts_every_request(harness):
     _, rep = harness(
-        *SIM,
-        "--workers",
-        "4",
-        "--profile",
-        "throughput",
-        "--max-requests",
-        "2000",
-        "--data",
-        "prompt_tokens=128,output_tokens=64",
+        engine="sim",
+        workers="4",
+        profile="throughput",
+        max_requests="2000",
+        data="prompt_tokens=128,output_tokens=64",
     )
     b = only(rep)
     assert b["requests"] == {
@@ -32,6 +28,7 @@ def test_throughput_four_workers_counts_every_request(harness):
         "incomplete": 0,
         "warmup": 0,
         "cooldown": 0,
+        "aborted": 0,
     }
     assert sorted(w["worker_id"] for w in b["workers"]) == [0, 1, 2, 3]
     assert sum(w["completed"] for w in b["workers"]) == 2000
@@ -54,7 +51,7 @@ def test_throughput_four_workers_counts_every_request(harness):
     assert b["throughput"]["output_tokens_per_s"] == pytest.approx(
         128_000 / b["duration_s"], rel=1e-9
     )
-    assert rep["schema_version"] == 1
+    assert rep["schema_version"] == 2
     assert rep["config"]["workers"] == 4
     assert rep["environment"]["cpu_count"] >= 1
     assert rep["environment"]["memory_gb"] > 0
@@ -65,15 +62,11 @@ def test_throughput_four_workers_counts_every_request(harness):
 def test_synchronous_fixed_costs_give_ttft_and_tpot(harness):
     # 10 ms prefill and 5 ms per decode step, no batch effect, one request at a time.
     _, rep = harness(
-        *SIM,
-        "--sim",
-        "prefill_ms=10,decode_ms=5",
-        "--profile",
-        "synchronous",
-        "--max-requests",
-        "20",
-        "--data",
-        "prompt_tokens=32,output_tokens=16",
+        engine="sim",
+        sim="prefill_ms=10,decode_ms=5",
+        profile="synchronous",
+        max_requests="20",
+        data="prompt_tokens=32,output_tokens=16",
     )
     b = only(rep)
     assert b["requests"]["completed"] == 20
@@ -89,7 +82,7 @@ def test_report_command_prints_a_saved_run(harness, tmp_path):
     import subprocess
     import sys
 
-    harness(*SIM, "--max-requests", "50")
+    harness(engine="sim", max_requests="50")
     out = subprocess.run(
         [sys.executable, "-m", "harness", "report", str(tmp_path / "out.json")],
         capture_output=True,

@@ -16,6 +16,7 @@ import psutil
 import zmq
 
 from protocol import messages as m
+from tests.conftest import harness_cmd
 from workers.clock import ClockSync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,14 +45,15 @@ def head(
     tmp_path: Path,
     port: int,
     remote: int,
-    args: list[str],
+    options: dict[str, object],
     engine: str = "sim",
     token: str | None = TOKEN,
 ) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness", "run", "--engine", engine, *args, "--quiet"]
-    cmd += ["--listen", f"tcp://127.0.0.1:{port}", "--remote-workers", str(remote)]
-    cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
-    cmd += ["--startup-timeout", "60" if engine == "sim" else "400"]
+    """``harness run --listen`` on this port, waiting for ``remote`` workers."""
+    cmd = harness_cmd(
+        tmp_path, engine=engine, listen=f"tcp://127.0.0.1:{port}", remote_workers=remote,
+        startup_timeout=60 if engine == "sim" else 400, **options,
+    )  # fmt: skip
     env = {**ENV, "HARNESS_CACHE": str(tmp_path / "cache")}
     env.pop("HARNESS_TOKEN", None)
     if token is not None:
@@ -74,14 +76,10 @@ def worker(port: int, *extra: str, token: str = TOKEN) -> subprocess.Popen[str]:
     )
 
 
-def constant_rate(sim: str, rate: int, n: int, output_tokens: int) -> list[str]:
+def constant_rate(sim: str, rate: int, n: int, output_tokens: int) -> dict[str, object]:
     """One local sim worker at a constant rate; the remote ones join it."""
-    return ["--workers", "1", "--sim", sim, "--profile", "constant", "--rate", str(rate)] + [
-        "--max-requests",
-        str(n),
-        "--data",
-        f"prompt_tokens=8,output_tokens={output_tokens}",
-    ]
+    return dict(workers=1, sim=sim, profile="constant", rate=rate, max_requests=n,
+                data=f"prompt_tokens=8,output_tokens={output_tokens}")  # fmt: skip
 
 
 def report(tmp_path: Path) -> dict:

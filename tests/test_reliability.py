@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,21 +15,14 @@ import pytest
 import zmq
 
 from protocol import messages as m
+from tests.conftest import start_harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness", "run", "--engine", "sim", *args, "--quiet"]
-    cmd += ["--output", str(tmp_path / "out.json"), "--log-dir", str(tmp_path / "logs")]
-    return subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+def start(tmp_path: Path, **options: object) -> subprocess.Popen[str]:
+    """``harness run`` on the sim engine, in the background."""
+    return start_harness(tmp_path, engine="sim", **options)
 
 
 def children_named(pid: int, name: str, timeout: float = 30) -> list[psutil.Process]:
@@ -58,21 +49,13 @@ def accounted(b: dict) -> bool:
 
 def test_kill_9_of_one_worker_fails_its_requests_and_the_run_goes_on(tmp_path):
     proc = start(
-        [
-            "--workers",
-            "2",
-            "--sim",
-            "decode_ms=5",
-            "--profile",
-            "constant",
-            "--rate",
-            "100",
-            "--max-requests",
-            "300",
-            "--data",
-            "prompt_tokens=8,output_tokens=50",
-        ],
         tmp_path,
+        workers="2",
+        sim="decode_ms=5",
+        profile="constant",
+        rate="100",
+        max_requests="300",
+        data="prompt_tokens=8,output_tokens=50",
     )
     victim = children_named(proc.pid, "harness-worker-1")[0]
     time.sleep(1.5)
@@ -94,21 +77,13 @@ def test_kill_9_of_one_worker_fails_its_requests_and_the_run_goes_on(tmp_path):
 
 def test_sigint_writes_a_partial_report_and_leaves_no_process(tmp_path):
     proc = start(
-        [
-            "--workers",
-            "2",
-            "--sim",
-            "decode_ms=10",
-            "--profile",
-            "concurrent",
-            "--concurrency",
-            "8",
-            "--max-requests",
-            "10000",
-            "--data",
-            "prompt_tokens=8,output_tokens=20",
-        ],
         tmp_path,
+        workers="2",
+        sim="decode_ms=10",
+        profile="concurrent",
+        concurrency="8",
+        max_requests="10000",
+        data="prompt_tokens=8,output_tokens=20",
     )
     children_named(proc.pid, "harness-worker-1")
     kids = psutil.Process(proc.pid).children(recursive=True)
@@ -133,21 +108,13 @@ def test_sigint_writes_a_partial_report_and_leaves_no_process(tmp_path):
 
 def test_hostile_traffic_is_rejected_and_the_run_completes(tmp_path):
     proc = start(
-        [
-            "--workers",
-            "2",
-            "--sim",
-            "decode_ms=2",
-            "--profile",
-            "constant",
-            "--rate",
-            "200",
-            "--max-requests",
-            "400",
-            "--data",
-            "prompt_tokens=8,output_tokens=10",
-        ],
         tmp_path,
+        workers="2",
+        sim="decode_ms=2",
+        profile="constant",
+        rate="200",
+        max_requests="400",
+        data="prompt_tokens=8,output_tokens=10",
     )
     worker = children_named(proc.pid, "harness-worker-0")[0]
     cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
@@ -197,17 +164,11 @@ def test_hostile_traffic_is_rejected_and_the_run_completes(tmp_path):
 
 def test_ipc_folder_is_private(tmp_path):
     proc = start(
-        [
-            "--sim",
-            "decode_ms=5",
-            "--max-requests",
-            "200",
-            "--profile",
-            "synchronous",
-            "--data",
-            "prompt_tokens=8,output_tokens=10",
-        ],
         tmp_path,
+        sim="decode_ms=5",
+        max_requests="200",
+        profile="synchronous",
+        data="prompt_tokens=8,output_tokens=10",
     )
     worker = children_named(proc.pid, "harness-worker-0")[0]
     cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
@@ -221,17 +182,11 @@ def test_ipc_folder_is_private(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_sigterm_is_handled_like_sigint(tmp_path, sig):
     proc = start(
-        [
-            "--sim",
-            "decode_ms=10",
-            "--profile",
-            "synchronous",
-            "--max-requests",
-            "1000",
-            "--data",
-            "prompt_tokens=8,output_tokens=10",
-        ],
         tmp_path,
+        sim="decode_ms=10",
+        profile="synchronous",
+        max_requests="1000",
+        data="prompt_tokens=8,output_tokens=10",
     )
     children_named(proc.pid, "harness-worker-0")
     time.sleep(1.0)
@@ -243,21 +198,13 @@ def test_sigterm_is_handled_like_sigint(tmp_path, sig):
 
 def test_collector_death_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     proc = start(
-        [
-            "--sim",
-            "decode_ms=5",
-            "--profile",
-            "concurrent",
-            "--concurrency",
-            "4",
-            "--max-requests",
-            "100000",
-            "--checkpoint-s",
-            "1",
-            "--data",
-            "prompt_tokens=8,output_tokens=10",
-        ],
         tmp_path,
+        sim="decode_ms=5",
+        profile="concurrent",
+        concurrency="4",
+        max_requests="100000",
+        checkpoint_s="1",
+        data="prompt_tokens=8,output_tokens=10",
     )
     collector = children_named(proc.pid, "harness-collector")[0]
     out = tmp_path / "out.json"
@@ -271,8 +218,9 @@ def test_collector_death_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     collector.kill()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.startswith("harness:")]
     assert lines == [lines[0]] and lines[0].startswith("harness: error: the collector died")
+    assert f"report: {out}" in err
     rep = json.loads(out.read_text())
     assert rep["partial"] is True and "collector died" in rep["stop_reason"]
     b = rep["benchmarks"][0]

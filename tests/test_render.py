@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.render import compare_rows, delta_pct, to_csv, to_html
+from harness.compare import delta_pct, differences, pair
+from harness.compare import rows as compare_rows
+from harness.render import to_csv, to_html
 from harness.report import read_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +61,44 @@ def test_html_is_self_contained_and_shows_the_values(rep_a):
 
 def test_compare_deltas_are_exact():
     a, b = read_json(FIX / "report_a.json"), read_json(FIX / "report_b.json")
-    rows = {(r[0], r[1]): r for r in compare_rows(a, [b])}
+    table, warnings = compare_rows(a, [b])
+    rows = {(r[0], r[1]): r for r in table}
     for bench in a.benchmarks:
-        assert rows[(bench.name, "req/s")][4] == "+25.00%"
-        assert rows[(bench.name, "TTFT p99")][4] == "-50.00%"
-        assert rows[(bench.name, "ITL p50")][4] == "+0.00%"
+        assert rows[(bench.name, "req/s")][4] == "+25.00% better"
+        assert rows[(bench.name, "TTFT p99 ms")][4] == "-50.00% better"
+        assert rows[(bench.name, "ITL p50 ms")][4] == "+0.00% same"
+    assert warnings == []
     assert delta_pct(200.0, 150.0) == -25.0 and delta_pct(0.0, 1.0) is None
+
+
+def test_compare_pairs_by_load_and_warns_about_what_does_not_match():
+    import msgspec
+
+    a, b = read_json(FIX / "report_a.json"), read_json(FIX / "report_b.json")
+    # The other run's benchmarks in reverse order, and one of them at another load.
+    other = msgspec.structs.replace(b, benchmarks=list(reversed(b.benchmarks)))
+    pairs = pair(a, other)
+    assert [(p.base.name, p.other.name) for p in pairs] == [(x.name, x.name) for x in a.benchmarks]
+    moved = msgspec.structs.replace(other.benchmarks[0], name="synchronous")
+    moved.load = msgspec.structs.replace(moved.load, profile="synchronous", requested_rate=None,
+                                         concurrency=1)  # fmt: skip
+    odd = msgspec.structs.replace(b, benchmarks=[moved, other.benchmarks[1]])
+    _, warnings = compare_rows(a, [odd])
+    assert any("no benchmark of this load in the other run" in w for w in warnings)
+    assert any("synchronous: only in the other run" in w for w in warnings)
+
+
+def test_compare_lists_config_and_environment_differences():
+    import msgspec
+
+    a, b = read_json(FIX / "report_a.json"), read_json(FIX / "report_b.json")
+    env = msgspec.structs.replace(
+        b.environment, packages={**b.environment.packages, "vllm": "0.99.0"}
+    )
+    b2 = msgspec.structs.replace(b, environment=env, config={**b.config, "workers": 7})
+    diffs = dict(differences([a, b2]))
+    assert diffs["config.workers"][1] == "7"
+    assert diffs["environment.packages.vllm"][1] == "0.99.0"
 
 
 def test_compare_cli_prints_and_writes_html(tmp_path):
@@ -75,7 +109,7 @@ def test_compare_cli_prints_and_writes_html(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "+25.00%" in proc.stdout and "-50.00%" in proc.stdout
+    assert "+25.00% better" in proc.stdout and "-50.00% better" in proc.stdout
     assert out.read_text().count('<figure class="chart"') == 3
 
 
@@ -126,3 +160,23 @@ def test_html_report_draws_in_a_real_browser(tmp_path, rep_a):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_compare_cli_warns_and_prints_the_differences(tmp_path):
+    import msgspec
+
+    from harness.report import to_json
+
+    a, b = read_json(FIX / "report_a.json"), read_json(FIX / "report_b.json")
+    engine = {**a.config.get("engine_args", {}), "max_num_seqs": 7}
+    b2 = msgspec.structs.replace(b, benchmarks=b.benchmarks[:1], config={**b.config, "engine_args": engine})
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_bytes(to_json(a))
+    pb.write_bytes(to_json(b2))
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(pa), str(pb)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    missing = a.benchmarks[1].name
+    assert f"warning: run 1: {missing}: no benchmark of this load in the other run" in proc.stdout
+    assert "differences between the runs:" in proc.stdout
+    assert "config.engine_args.max_num_seqs: " in proc.stdout and "| 7" in proc.stdout

@@ -1,148 +1,210 @@
-"""Statistics against hand-computed values, through the collector's real ingest path."""
+"""Statistics through the collector's real ingest path, against vLLM's own ``calculate_metrics``.
+
+One synthetic event stream holds every case that matters: multi-token outputs (a first
+output of 2 tokens too), a 1-token output, a 0-token finish, a failure before and after
+tokens, an abort, warm-up and cool-down requests, and a late dispatch. Each figure the
+report names like a ``vllm bench serve`` figure must equal vLLM's on the same requests:
+computed by vLLM itself where it is installed, and written below for where it is not.
+"""
 
 from __future__ import annotations
 
-import msgspec
+import importlib.util
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from harness.collector import BenchState, Collector, CollectorConfig
-from harness.stats import BenchMeta, dist, inter_token_gaps
+from harness.accumulator import BenchAccumulator
+from harness.collector import Collector, CollectorConfig
 from protocol import messages as m
 
 MS = 1_000_000
-B = 1_000_000_000  # an arbitrary epoch; 0 means "never" in the columns
+B = 10**12  # the benchmark's start (t0), on the monotonic clock
+W, C = m.PHASE_WARMUP, m.PHASE_COOLDOWN
+
+# rid: (phase, sched, recv, outputs [(ms, tokens)], end (ms, kind[, error]))
+STREAM = {
+    0: (0, 0, 1, [(10, 1), (15, 1), (25, 2)], (26, "finished")),
+    1: (0, 5, 7, [(20, 2), (30, 1)], (31, "finished")),  # a first output of 2 tokens
+    2: (0, 6, 8, [(18, 1)], (19, "finished")),  # one token: no TPOT, no ITL
+    3: (0, 7, 9, [], (12, "finished")),  # no output: vLLM counts it failed
+    4: (0, 8, 10, [], (14, "failed", "boom")),  # fails before any token
+    5: (0, 9, 11, [(16, 1), (22, 1)], (23, "failed", "late boom")),  # after tokens
+    6: (0, 10, 12, [(17, 1)], (24, "aborted")),
+    7: (W, 0, 2, [(4, 1), (5, 1)], (6, "finished")),  # warm-up: left out
+    8: (C, 40, 41, [(45, 1), (47, 1)], (48, "finished")),  # cool-down: left out
+    9: (0, 12, 32, [(40, 1), (50, 3), (52, 1)], (53, "finished")),  # dispatched 20 ms late
+}
+PROMPT = {rid: 100 + 10 * rid for rid in STREAM}
+MAX_TOKENS = 8
+SLO = {"ttft_ms": 9.5, "tpot_ms": 5.0, "e2e_ms": 30.0}
 
 
-def events(worker, toks, started=(), finished=(), failed=()):
+def ns(ms: float) -> int:
+    return B + int(ms * MS)
+
+
+def events(**parts) -> m.Events:
+    toks = parts.pop("tokens", [])
     rid, n, t = zip(*toks, strict=True) if toks else ((), (), ())
-    return m.Events(
-        worker,
-        0,
-        np.array(rid, np.int64).tobytes(),
-        np.array(n, np.int32).tobytes(),
-        np.array(t, np.int64).tobytes(),
-        list(started),
-        list(finished),
-        list(failed),
-    )
+    return m.Events(0, 0, np.array(rid, np.int64).tobytes(), np.array(n, np.int32).tobytes(),
+                    np.array(t, np.int64).tobytes(), **parts)  # fmt: skip
 
 
-def fed_collector(slo=None):
+def feed(slo=None) -> tuple[Collector, BenchAccumulator]:
     c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", slo or {}))
-    c.benches[0] = BenchState(0, B)
-    # Request 0: scheduled at 0 ms, received at 1 ms, outputs of 1, 1 and 2 tokens at 10, 15, 25 ms.
-    # Request 1: scheduled at 5 ms, received at 7 ms; its first output carries 2 tokens (20 ms),
-    # then 1 token at 30 ms.
-    c.ingest(
-        events(
-            0,
-            [],
-            started=[
-                m.Started(0, 0, 0, B, B + 1 * MS, 100, 4),
-                m.Started(1, 0, 0, B + 5 * MS, B + 7 * MS, 50, 3),
-            ],
-        )
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
+    started = [
+        m.Started(r, 0, ph, ns(s), ns(rv), PROMPT[r], MAX_TOKENS)
+        for r, (ph, s, rv, *_) in STREAM.items()
+    ]
+    c.ingest(events(started=started), "ipc")
+    # Outputs arrive in time order, several requests per message, as a worker sends them.
+    arrivals = sorted((t, r, k) for r, (_, _, _, outs, _) in STREAM.items() for t, k in outs)
+    for i in range(0, len(arrivals), 3):
+        c.ingest(events(tokens=[(r, k, ns(t)) for t, r, k in arrivals[i : i + 3]]), "ipc")
+    for r, (*_, end) in STREAM.items():
+        if end[1] == "finished":
+            n = sum(k for _, k in STREAM[r][3])
+            c.ingest(events(finished=[m.Finished(r, n, ns(end[0]), "length")]), "ipc")
+        else:
+            err = end[2] if len(end) > 2 else "aborted"
+            c.ingest(events(failed=[m.Failed(r, ns(end[0]), err, end[1] == "aborted")]), "ipc")
+    return c, acc
+
+
+def result(slo=None):
+    c, acc = feed(slo)
+    return c.result(acc, m.BenchInfo(0, "t", "constant", len(STREAM), 10.0))
+
+
+def vllm_outputs() -> list[SimpleNamespace]:
+    """The measured requests as vLLM's client would have recorded them (times from the send)."""
+    out = []
+    for r, (ph, _s, rv, outs, end) in STREAM.items():
+        if ph != 0:
+            continue
+        ok = end[1] == "finished" and bool(outs)
+        times = [(ns(t) - ns(rv)) / 1e9 for t, _ in outs]
+        gaps = [(ns(b) - ns(a)) / 1e9 for (a, _), (b, _) in zip(outs, outs[1:], strict=False)]
+        out.append(SimpleNamespace(
+            success=ok, output_tokens=sum(k for _, k in outs) if ok else 0, prompt_len=PROMPT[r],
+            ttft=times[0] if ok else 0.0, itl=gaps if ok else [], start_time=ns(rv) / 1e9,
+            latency=(ns(outs[-1][0]) - ns(rv)) / 1e9 if ok else 0.0, generated_text="",
+            error="" if ok else "x", input_audio_duration=0.0,
+        ))  # fmt: skip
+    return out
+
+
+# vLLM 0.32's calculate_metrics on vllm_outputs(), dur_s = 0.053, goodput {ttft 9.5, tpot 5, e2el 30}.
+EXPECTED = {
+    "completed": 4, "failed": 4, "max_concurrent_requests": 4, "max_output_tokens_per_s": 9.0,
+    "mean_e2el_ms": 19.25, "mean_itl_ms": 7.400000000000001, "mean_tpot_ms": 4.333333333333334,
+    "mean_ttft_ms": 10.0, "median_e2el_ms": 21.5, "median_itl_ms": 10.0, "median_tpot_ms": 5.0,
+    "median_ttft_ms": 9.5, "output_throughput": 245.28301886792454, "p99_e2el_ms":
+    23.970000000000002, "p99_itl_ms": 10.0, "p99_tpot_ms": 5.0, "p99_ttft_ms":
+    12.909999999999998, "request_goodput": 37.735849056603776, "request_throughput":
+    75.47169811320755, "std_e2el_ms": 5.539629951540085, "std_itl_ms": 3.3226495451672298,
+    "std_tpot_ms": 0.9428090415820634, "std_ttft_ms": 1.8708286933869707, "total_input": 520,
+    "total_output": 13, "total_token_throughput": 10056.603773584906,
+}  # fmt: skip
+
+
+def vllm_metrics() -> dict[str, float]:
+    """vLLM's own figures where it is installed, else the ones it gave (above)."""
+    if importlib.util.find_spec("vllm") is None:
+        return EXPECTED
+    from vllm.benchmarks.serve import calculate_metrics
+
+    outputs = vllm_outputs()
+    goodput = {"ttft": SLO["ttft_ms"], "tpot": SLO["tpot_ms"], "e2el": SLO["e2e_ms"]}
+    met, _ = calculate_metrics(
+        [None] * len(outputs), outputs, result().duration_s, None, [99.0], goodput
     )
-    c.ingest(events(0, [(0, 1, B + 10 * MS)]))
-    # Two outputs of one request in one message: the lagging-consumer path.
-    c.ingest(events(0, [(0, 2, B + 25 * MS), (0, 1, B + 15 * MS), (1, 2, B + 20 * MS)]))
-    c.ingest(
-        events(
-            0,
-            [(1, 1, B + 30 * MS)],
-            finished=[
-                m.Finished(
-                    0,
-                    4,
-                    B + 25 * MS,
-                    "length",
-                    m.EngineTimes(B + 2 * MS, B + 3 * MS, B + 9 * MS, B + 25 * MS),
-                ),
-                m.Finished(1, 3, B + 30 * MS, "length"),
-            ],
-        )
-    )
-    return c
+    got = {k: getattr(met, k) for k in EXPECTED if hasattr(met, k)}
+    for name in ("ttft", "tpot", "itl", "e2el"):
+        got[f"p99_{name}_ms"] = dict(getattr(met, f"percentiles_{name}_ms"))[99.0]
+    return got
 
 
-def result(c, slo=None):
-    meta = BenchMeta(index=0, name="t", profile="synchronous", scheduled=2)
-    end = m.EndBench(0, 2, msgspec.msgpack.encode(meta))
-    return c.result(c.benches[0], end)
+def ours(r) -> dict[str, float]:
+    out = {
+        "completed": r.requests.completed, "failed": r.requests.failed + r.requests.aborted,
+        "total_output": int(r.output_tokens.mean * r.output_tokens.count),
+        "total_input": int(r.prompt_tokens.mean * r.prompt_tokens.count),
+        "request_throughput": r.throughput.requests_per_s,
+        "output_throughput": r.throughput.output_tokens_per_s,
+        "total_token_throughput": r.throughput.total_tokens_per_s,
+        "request_goodput": r.goodput.from_send_requests_per_s,
+        "max_output_tokens_per_s": r.throughput.max_output_tokens_per_s,
+        "max_concurrent_requests": r.throughput.max_concurrent_requests,
+    }  # fmt: skip
+    for name, d in (
+        ("ttft", r.ttft_from_send_ms),
+        ("tpot", r.tpot_ms),
+        ("itl", r.itl_ms),
+        ("e2el", r.e2e_from_send_ms),
+    ):
+        out |= {
+            f"mean_{name}_ms": d.mean,
+            f"median_{name}_ms": d.median,
+            f"std_{name}_ms": d.std,
+            f"p99_{name}_ms": d.p99,
+        }
+    return out
 
 
-def test_hand_computed_latencies():
-    r = result(fed_collector())
-    assert r.requests.completed == 2 and r.requests.failed == 0 and r.requests.incomplete == 0
-    assert r.ttft_ms.mean == pytest.approx(12.5)
-    assert r.ttft_ms.p50 == pytest.approx(12.5)
-    assert r.ttft_ms.p90 == pytest.approx(14.5)  # 10 + 0.9 * 5, linear interpolation
-    assert r.ttft_ms.p99 == pytest.approx(14.95)
-    assert (r.ttft_ms.min, r.ttft_ms.max) == pytest.approx((10.0, 15.0))
-    # ITL pools [5, 5, 5] (request 0: 10->15, then 15->25 split over 2 tokens) and [0, 10].
-    assert r.itl_ms.count == 5
-    assert r.itl_ms.mean == pytest.approx(5.0)
-    assert r.itl_ms.median == pytest.approx(5.0)
-    assert r.itl_ms.p90 == pytest.approx(8.0)
-    assert r.itl_ms.min == pytest.approx(0.0) and r.itl_ms.max == pytest.approx(10.0)
-    # TPOT = (e2e - ttft) / (n - 1): (25 - 10) / 3 and (30 - 20) / 2.
-    assert r.tpot_ms.mean == pytest.approx(5.0) and r.tpot_ms.std == pytest.approx(0.0)
-    assert r.e2e_ms.mean == pytest.approx(25.0)
-    assert r.dispatch_lag_ms.mean == pytest.approx(1.5)
-    assert r.engine_queue_ms.mean == pytest.approx(1.0)
-    assert r.engine_prefill_ms.mean == pytest.approx(6.0)
+def test_every_vllm_figure_equals_vllms_own():
+    r = result(SLO)
+    theirs = vllm_metrics()
+    mine = ours(r)
+    assert set(theirs) == set(EXPECTED)
+    for key, value in theirs.items():
+        assert mine[key] == value, key  # to the last digit: the same arithmetic on the same events
+    assert {k: float(v) for k, v in theirs.items()} == EXPECTED  # the written values are vLLM's
 
 
-def test_hand_computed_throughput():
-    r = result(fed_collector())
-    assert r.duration_s == pytest.approx(0.030)
-    assert r.throughput.requests_per_s == pytest.approx(2 / 0.030)
-    assert r.throughput.output_tokens_per_s == pytest.approx(7 / 0.030)
-    assert r.throughput.input_tokens_per_s == pytest.approx(150 / 0.030)
-    assert r.throughput.total_tokens_per_s == pytest.approx(157 / 0.030)
-    assert [(w.worker_id, w.completed, w.output_tokens) for w in r.workers] == [(0, 2, 7)]
-    assert r.load.peak_inflight == 2
-    assert r.timeseries.output_tokens == [7]
-    assert r.timeseries.completions == [2]
+def test_the_scheduled_clock_counts_the_late_dispatch():
+    r = result(SLO)
+    # Request 9 was scheduled at 12 ms and reached its worker at 32 ms: 28 ms to its first
+    # token from its schedule, 8 ms from its send. TTFTs (ms) of requests 0, 1, 2 and 9:
+    assert r.ttft_ms.max == pytest.approx(28.0)  # scheduled clock: 10, 15, 12, 28
+    assert r.ttft_from_send_ms.max == pytest.approx(13.0)  # send clock: 9, 13, 10, 8
+    assert r.ttft_from_send_ms.min == pytest.approx(8.0)
+    assert r.e2e_ms.max == pytest.approx(40.0) and r.e2e_from_send_ms.max == pytest.approx(24.0)
+    assert r.dispatch_lag_ms.max == pytest.approx(20.0) and r.dispatch_lag_ms.count == 8
+    # TTFT <= 9.5 ms holds for requests 0 and 9 from their sends, for none from their schedules.
+    assert r.goodput.requests_per_s == 0.0 and r.goodput.fraction == 0.0
+    assert r.goodput.from_send_requests_per_s == pytest.approx(2 / r.duration_s)
 
 
-def test_goodput_counts_requests_meeting_every_slo():
-    c = fed_collector(slo={"ttft_ms": 12.0, "tpot_ms": 6.0})
-    r = result(c)
-    assert r.goodput.requests_per_s == pytest.approx(1 / 0.030)  # only request 0 (TTFT 10 ms)
-    assert r.goodput.fraction == pytest.approx(0.5)
-
-
-def test_failures_and_warmup_are_counted_once():
-    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t"))
-    c.benches[0] = BenchState(0, B)
-    started = [m.Started(i, 0, m.PHASE_WARMUP if i == 0 else 0, B, B + 1, 10, 2) for i in range(4)]
-    c.ingest(events(0, [(0, 1, B + 5), (1, 1, B + 5), (2, 1, B + 5)], started=started))
-    c.ingest(
-        events(
-            0,
-            [(0, 1, B + 9), (1, 1, B + 9)],
-            finished=[m.Finished(0, 2, B + 9, "length"), m.Finished(1, 2, B + 9, "length")],
-            failed=[m.Failed(2, B + 9, "boom"), m.Failed(3, B + 9, "aborted", aborted=True)],
-        )
-    )
-    meta = BenchMeta(index=0, name="t", profile="throughput", scheduled=5)
-    r = c.result(c.benches[0], m.EndBench(0, 4, msgspec.msgpack.encode(meta)))
+def test_counts_and_errors():
+    r = result()
     q = r.requests
-    assert (q.completed, q.failed, q.incomplete, q.warmup, q.cooldown) == (1, 1, 2, 1, 0)
+    assert (q.scheduled, q.completed, q.failed, q.incomplete, q.aborted) == (10, 4, 3, 1, 1)
+    assert (q.warmup, q.cooldown) == (1, 1)
     assert q.scheduled == q.completed + q.failed + q.incomplete + q.warmup + q.cooldown
-    assert r.errors == {"boom": 1}
-    assert r.ttft_ms.count == 1  # the warm-up request is not in the statistics
+    assert r.errors == {"finished with no output tokens": 1, "boom": 1, "late boom": 1}
+    # ITL: one value per output gap of completed requests only (request 5's gap is not one).
+    assert r.itl_ms.count == 2 + 1 + 0 + 2
+    assert r.tpot_ms.count == 3  # requests 0, 1 and 9; request 2 had one token
 
 
-def test_inter_token_gaps_split_merged_outputs():
-    gaps = inter_token_gaps(np.array([10, 40]), np.array([3, 2]), np.array([0, 20]))
-    assert gaps.tolist() == [0.0, 0.0, 10.0, 10.0]
+def test_time_series_and_load_take_measured_requests_only():
+    r = result()
+    ts = r.timeseries
+    assert ts.bin_s == 0.1
+    assert sum(ts.sends) == 8 and sum(ts.completions) == 4
+    assert sum(ts.output_tokens) == 4 + 3 + 1 + 2 + 1 + 5  # every measured output, failed ones too
+    assert r.load.peak_inflight <= 8
 
 
-def test_dist_exact_percentiles():
-    d = dist(np.arange(1, 101, dtype=float))
-    assert (d.p50, d.p90, d.p99, d.p999) == pytest.approx((50.5, 90.1, 99.01, 99.901))
-    assert d.count == 100 and d.min == 1 and d.max == 100
-    assert dist(np.array([])) is None
+def test_duplicate_and_foreign_records_are_rejected():
+    c, acc = feed()
+    before = acc.columns()["n_out"].copy()
+    c.ingest(events(tokens=[(0, 1, ns(60))]), "ipc")  # request 0 has ended
+    c.ingest(events(tokens=[(99, 1, ns(60))]), "ipc")  # not a request of this benchmark
+    c.ingest(events(started=[m.Started(3, 0, 0, ns(1), ns(2), 5, 4)]), "ipc")  # started twice
+    assert (acc.columns()["n_out"] == before).all()
+    assert acc.late == 1 and sum(acc.rejected.values()) == 2

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from harness.layouts import Layout, enumerate_layouts
-from harness.tinymodel import write_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +32,8 @@ def test_tp_values_the_heads_or_gpus_do_not_divide_are_skipped_with_why():
 
 
 def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    model = write_tiny_model(tmp_path / "model")
-    cmd = [sys.executable, "scripts/sweep.py", "node", "--model", str(model), "--gpus", "8", "--results", str(tmp_path / "results"), "--sweep-id", "s1", *extra]  # fmt: skip
+    """A node sweep of sim layouts (W x 1: the sim engine takes no --tp)."""
+    cmd = [sys.executable, "scripts/sweep.py", "node", "--device", "cpu", "--results", str(tmp_path / "results"), "--sweep-id", "s1", *extra]  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -42,14 +41,13 @@ SIM_ARGS = "--engine sim --sim decode_ms=1 --sweep-points 2 --max-requests 20 --
 
 
 def test_sim_sweep_writes_reports_summary_and_resumes(tmp_path):
-    proc = sweep(tmp_path, "--tp", "2 4 8", "--slo", "ttft_ms=1000", "--args", SIM_ARGS)
+    proc = sweep(tmp_path, "--workers-list", "2 4", "--slo", "ttft_ms=1000", "--args", SIM_ARGS)
     assert proc.returncode == 0, proc.stderr
-    assert "skipping tp 8: tp 8 does not divide the model's 4 attention heads" in proc.stdout
     out = tmp_path / "results" / "s1"
-    assert sorted(p.name for p in out.glob("*x*.json")) == ["2x4.json", "4x2.json"]
+    assert sorted(p.name for p in out.glob("*x*.json")) == ["2x1.json", "4x1.json"]
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["layout"]: r for r in summary["rows"]}
-    assert set(rows) == {"4x2", "2x4"}
+    assert set(rows) == {"4x1", "2x1"}
     assert all(r["status"] == "ok" and r["peak_output_tokens_per_s"] > 0 for r in rows.values())
     assert all(r["best_slo_rate"] > 0 for r in rows.values())
     best = [r["layout"] for r in rows.values() if r["best"]]
@@ -59,7 +57,7 @@ def test_sim_sweep_writes_reports_summary_and_resumes(tmp_path):
     assert "(best)" in html and "<script" not in html
     # Resumed: finished layouts are skipped, not rerun.
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*x*.json")}
-    again = sweep(tmp_path, "--tp", "2 4 8", "--slo", "ttft_ms=1000", "--args", SIM_ARGS)
+    again = sweep(tmp_path, "--workers-list", "2 4", "--slo", "ttft_ms=1000", "--args", SIM_ARGS)
     assert again.returncode == 0
     assert again.stdout.count("done already") == 2
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*x*.json")} == stamps
@@ -69,13 +67,23 @@ def test_sim_sweep_writes_reports_summary_and_resumes(tmp_path):
     assert cmp.returncode == 0 and f"{summary['best']:<9}" in cmp.stdout and "<- best" in cmp.stdout
 
 
+def test_a_bad_layout_option_fails_the_sweep_before_any_layout_runs(tmp_path):
+    proc = sweep(tmp_path, "--workers-list", "1 2", "--args", SIM_ARGS + " --rate 5")
+    assert proc.returncode == 1
+    assert (
+        "sweep: error: 1x1: --rate applies to --profile constant or poisson, not sweep"
+        in proc.stderr
+    )
+    assert not (tmp_path / "results" / "s1").exists()
+
+
 def test_failed_layouts_are_recorded_and_the_sweep_goes_on(tmp_path):
     failing = SIM_ARGS + " --sim fail_every=2 --max-errors 1"
-    proc = sweep(tmp_path, "--tp", "2 4", "--args", failing)
+    proc = sweep(tmp_path, "--workers-list", "2 4", "--args", failing)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "results" / "s1"
     failed = sorted(p.name for p in out.glob("*.failed.json"))
-    assert failed == ["2x4.failed.json", "4x2.failed.json"]
+    assert failed == ["2x1.failed.json", "4x1.failed.json"]
     assert not list(out.glob("[0-9]x[0-9].json"))
     rows = json.loads((out / "summary.json").read_text())["rows"]
     assert {r["status"] for r in rows} == {"failed"}

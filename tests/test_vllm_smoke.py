@@ -24,18 +24,26 @@ PROMPT, OUTPUT = 64, 16
 MARKERS = ("workers.main", "harness.collector", "VLLM", "EngineCore", "multiprocessing.spawn")
 
 
-def stray_processes(since: float) -> list[str]:
-    found = []
-    for p in psutil.process_iter(["pid", "name", "cmdline", "create_time"]):
-        try:
-            if p.info["create_time"] < since:
+def stray_processes(since: float, wait_s: float = 10.0) -> list[str]:
+    """Processes of ours started since ``since`` that are still alive (zombies are dead).
+
+    A shutdown that is still finishing gets ``wait_s``; a leak outlives it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for p in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
+            try:
+                if p.info["create_time"] < since or p.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
+                if any(mark in text for mark in MARKERS):
+                    found.append(f"{p.info['pid']}: {text[:120]}")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
-            if any(mark in text for mark in MARKERS):
-                found.append(f"{p.info['pid']}: {text[:120]}")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -43,19 +51,13 @@ def test_real_engine_completes_every_request_exactly(harness, workers):
     t_start = time.time() - 1
     n = 24 * workers
     _, rep = harness(
-        "--engine",
-        "vllm",
-        "--device",
-        "cpu",
-        "--workers",
-        str(workers),
-        "--enforce-eager",
-        "--max-requests",
-        str(n),
-        "--data",
-        f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
-        "--startup-timeout",
-        "400",
+        engine="vllm",
+        device="cpu",
+        workers=str(workers),
+        enforce_eager=True,
+        max_requests=str(n),
+        data=f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
+        startup_timeout="400",
         timeout=600,
     )
     assert not rep["partial"]
@@ -86,16 +88,11 @@ def test_real_engine_completes_every_request_exactly(harness, workers):
 def test_bad_engine_argument_fails_fast_with_one_line(harness):
     t_start = time.time() - 1
     proc, _ = harness(
-        "--engine",
-        "vllm",
-        "--device",
-        "cpu",
-        "--engine-arg",
-        "max_num_seqs=-5",
-        "--max-requests",
-        "4",
-        "--startup-timeout",
-        "300",
+        engine="vllm",
+        device="cpu",
+        engine_arg="max_num_seqs=-5",
+        max_requests="4",
+        startup_timeout="300",
         check=False,
         timeout=400,
     )
@@ -202,16 +199,11 @@ def test_text_workload_through_a_real_engine_counts_tokenizer_tokens(harness, tm
         [len(tokenize(t)) for t in texts]
         + [len(tokenize(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)))]
     )
-    _, rep = harness(
-        "--engine", "vllm", "--device", "cpu", "--model", str(model), "--load-format", "dummy",
-        "--enforce-eager", "--profile", "synchronous", "--max-requests", "3", "--data", str(data),
-        "--startup-timeout", "400",
-        timeout=600,
-    )  # fmt: skip
+    _, rep = harness(engine='vllm', device='cpu', model=str(model), load_format='dummy', enforce_eager=True, profile='synchronous', max_requests='3', data=str(data), startup_timeout='400', timeout=600)  # fmt: skip
     b = rep["benchmarks"][0]
     assert b["requests"]["completed"] == 3
     assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == OUTPUT
-    got = rep["config"]["workload"]["prompt_tokens"]
+    got = rep["config"]["workload"]["summary"]["prompt_tokens"]
     assert (got["min"], got["max"], got["count"]) == (expected[0], expected[-1], 3)
     assert b["prompt_tokens"]["mean"] == pytest.approx(sum(expected) / 3)
 
@@ -227,19 +219,10 @@ def test_a_real_remote_worker_joins_over_tcp_on_a_skewed_clock(tmp_path):
         tmp_path,
         port,
         1,
-        [
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-            "--enforce-eager",
-            "--max-requests",
-            str(n),
-            "--data",
-            f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
-        ],
+        dict(workers=0, device="cpu", enforce_eager=True, max_requests=n,
+             data=f"prompt_tokens={PROMPT},output_tokens={OUTPUT}"),
         engine="vllm",
-    )
+    )  # fmt: skip
     w = worker(port, "--clock-skew-s", "-500")
     _, err = h.communicate(timeout=600)
     assert h.returncode == 0, err

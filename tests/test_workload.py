@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.datasets import build, load_jsonl, load_trace, mix
+from harness.datasets import load_jsonl, load_sources, load_trace, mix
 from harness.workload import WorkloadError, parse_spec, synthetic
 
 SIM = ["--engine", "sim"]
@@ -109,7 +109,7 @@ def test_bad_trace_line(tmp_path):
 
 def test_missing_file_and_mixing(tmp_path):
     with pytest.raises(WorkloadError, match="nope.jsonl: no such file"):
-        build([str(tmp_path / "nope.jsonl")], [], None, "default", 100, 0, 10)
+        load_sources([str(tmp_path / "nope.jsonl")], None, "default", 100, 0, 10)
     a = synthetic(parse_spec("prompt_tokens=4,output_tokens=1"), 10, 100, 0)
     b = synthetic(parse_spec("prompt_tokens=9,output_tokens=2"), 10, 100, 0)
     mixed = mix([a, b], [3.0, 1.0], 4000, seed=0)
@@ -121,7 +121,7 @@ def test_replay_sends_at_the_recorded_offsets(harness, tmp_path):
     trace = write(tmp_path, "trace.jsonl", [
         {"timestamp": t, "input_length": 16, "output_length": 4} for t in (0, 100, 200, 700, 800)
     ])  # fmt: skip
-    _, rep = harness(*SIM, "--profile", "replay", "--data", str(trace), "--time-scale", "0.5")
+    _, rep = harness(engine="sim", profile="replay", data=str(trace), time_scale="0.5")
     b = rep["benchmarks"][0]
     assert b["requests"]["completed"] == 5 and b["load"]["profile"] == "replay"
     # 800 ms at half speed: the sends span 400 ms, so 4 gaps over 0.4 s.
@@ -131,9 +131,8 @@ def test_replay_sends_at_the_recorded_offsets(harness, tmp_path):
 
 def test_mixed_sources_in_a_run(harness, tmp_path):
     ids = write(tmp_path, "ids.jsonl", [{"prompt_token_ids": [5] * 40, "output_tokens": 3}])
-    _, rep = harness(*SIM, "--max-requests", "200", "--data", "prompt_tokens=10,output_tokens=2",
-                     "--data", str(ids), "--data-weights", "1,1")  # fmt: skip
-    wl = rep["config"]["workload"]
+    _, rep = harness(engine='sim', max_requests='200', data=['prompt_tokens=10,output_tokens=2', str(ids)], data_weights='1,1')  # fmt: skip
+    wl = rep["config"]["workload"]["summary"]
     assert wl["prompt_tokens"]["min"] == 10 and wl["prompt_tokens"]["max"] == 40
     b = rep["benchmarks"][0]
     assert b["requests"]["completed"] == 200
@@ -170,7 +169,7 @@ def test_tiny_model_tokenizer_text_and_chat(harness, tmp_path):
         {"prompt": text, "output_tokens": 3},
         {"messages": [{"role": "user", "content": "hello there"}], "output_tokens": 2},
     ])  # fmt: skip
-    _, rep = harness(*SIM, "--tokenizer", str(model), "--data", str(data), "--max-requests", "2")
+    _, rep = harness(engine="sim", tokenizer=str(model), data=str(data), max_requests="2")
     b = rep["benchmarks"][0]
     chat_ids = tokenize(default.replace("hi", "hello there"))
     assert sorted([b["prompt_tokens"]["min"], b["prompt_tokens"]["max"]]) == sorted(
@@ -180,6 +179,6 @@ def test_tiny_model_tokenizer_text_and_chat(harness, tmp_path):
 
 def test_text_without_tokenizer_is_a_usage_error(harness, tmp_path):
     data = write(tmp_path, "text.jsonl", [{"prompt": "hello"}])
-    proc, _ = harness(*SIM, "--data", str(data), check=False)
+    proc, _ = harness(engine="sim", data=str(data), check=False)
     assert proc.returncode == 2
     assert "text.jsonl:1: text prompts need a tokenizer" in proc.stderr

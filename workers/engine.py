@@ -59,7 +59,7 @@ class Outbox:
         self._finished: list[m.Finished] = []
         self._failed: list[m.Failed] = []
         self._done: list[int] = []
-        self._n_failed = 0
+        self._failed_rids: list[int] = []
         self._scheduled = False
         self.events_sent = 0
         self.messages_sent = 0
@@ -80,6 +80,7 @@ class Outbox:
                 recv_ns + self.clock_offset_ns,
                 len(spec.prompt),
                 spec.max_tokens,
+                spec.release_ns,
             )
         )
         self._touch()
@@ -126,7 +127,8 @@ class Outbox:
             m.Failed(rid, time.monotonic_ns() + self.clock_offset_ns, error, aborted)
         )
         self._done.append(rid)
-        self._n_failed += not aborted
+        if not aborted:
+            self._failed_rids.append(rid)
         self._touch()
 
     def flush(self) -> None:
@@ -157,6 +159,6 @@ class Outbox:
             self._finished = []
             self._failed = []
         if self._done:
-            self._send_done(m.Done(self.worker_id, self._done, self._n_failed))
+            self._send_done(m.Done(self.worker_id, self._done, self._failed_rids))
             self._done = []
-            self._n_failed = 0
+            self._failed_rids = []

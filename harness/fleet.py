@@ -1,0 +1,531 @@
+"""The run's processes: the collector and every worker, local or remote.
+
+The fleet starts them, admits remote workers, watches them (pidfds, heartbeats,
+silence) and stops them. It owns the coordinator's one ``zmq.Poller``: the
+sockets (local workers, remote workers, the collector) and every child's pidfd.
+Messages about requests and results go to its :class:`Listener`, the benchmark loop.
+
+Sockets, one typed decoder each:
+- ``local``: ROUTER on a private ipc path; local workers, identities ``w<i>``.
+- ``remote``: ROUTER on ``--listen``; remote workers, known only by what they are
+  admitted as, so no identity claimed over TCP can pose as a local peer.
+- ``collector``: PAIR on a private ipc path; results only ever come from here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import psutil
+import zmq
+
+from harness.collector import CollectorConfig
+from harness.config import Run
+from harness.schema import WorkerEnv
+from protocol import codec
+from protocol import messages as m
+from protocol.transport import ipc_address, make_socket, private_ipc_dir, split_tcp, worker_identity
+
+HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (after Ready) is hung
+# A remote worker has no process sentinel here: silence is how its death shows. Before it is
+# Ready, vLLM's start-up may block its loop for minutes, so only the start-up timeout applies.
+REMOTE_SILENCE_S = 10.0
+SHUTDOWN_TIMEOUT_S = 15.0
+_MAX_REJECT_KINDS = 20
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on; the message is one line for the user."""
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _colon(detail: str) -> str:
+    return f": {detail}" if detail else ""
+
+
+@dataclass
+class Peer:
+    """The collector or a worker: a child process here, or a remote worker known by its identity."""
+
+    name: str
+    ident: bytes
+    popen: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    log: Path | None = None
+    worker_id: int | None = None
+    remote: bool = False
+    alive: bool = True
+    ready: bool = False
+    hello: m.Hello | None = None
+    info: m.WorkerInfo | None = None
+    outstanding: dict[int, m.RequestSpec] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
+    exit_reason: str | None = None
+
+    def log_tail(self) -> str:
+        if self.log is None:
+            return ""
+        try:
+            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        for ln in reversed(lines):
+            if "Error" in ln or "error" in ln:
+                return ln.strip()[-300:]
+        return lines[-1].strip()[-300:] if lines else ""
+
+
+class Listener(Protocol):
+    """What the benchmark loop hears from the fleet."""
+
+    def on_done(self, w: Peer, msg: m.Done) -> None: ...
+
+    def on_collector(self, msg: m.Progress | m.BenchResult) -> None: ...
+
+    def on_lost(self, w: Peer, specs: list[m.RequestSpec]) -> None: ...
+
+
+class Fleet:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.listener: Listener | None = None
+        self.token = run.network.token if run.network else secrets.token_hex(16)
+        self.interrupted: int | None = None  # set by the runner's signal handler
+        self.rejected: Counter[str] = Counter()  # foreign or malformed messages, by kind
+        self.peers: dict[int, Peer] = {}  # children by pidfd
+        self.local_peers: dict[bytes, Peer] = {}
+        self.remote_peers: dict[bytes, Peer] = {}
+        self.workers: dict[int, Peer] = {}
+        self.collector: Peer | None = None
+        self.collector_ready = False
+        self.accepting = True  # remote workers may join until the first benchmark
+        self.up = codec.to_coordinator()
+        self.down = codec.to_worker()
+        self.ctl = codec.to_collector()
+        self.results = codec.from_collector()
+        self._bind()
+
+    # --- sockets -------------------------------------------------------------
+
+    def _bind(self) -> None:
+        self.ctx = zmq.Context()
+        self.ipc_dir = private_ipc_dir()
+        self.control_addr = ipc_address(self.ipc_dir, "control")
+        self.events_addr = ipc_address(self.ipc_dir, "events")
+        self.collector_addr = ipc_address(self.ipc_dir, "collector")
+        self.local = make_socket(self.ctx, zmq.ROUTER)
+        self.local.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.local.bind(self.control_addr)
+        self.coll = make_socket(self.ctx, zmq.PAIR)
+        self.coll.bind(self.collector_addr)
+        self.poller = zmq.Poller()
+        for sock in (self.local, self.coll):
+            self.poller.register(sock, zmq.POLLIN)
+        self.remote: zmq.Socket | None = None
+        self.events_tcp: str | None = None
+        self.events_port = 0
+        net = self.run.network
+        if net is None:
+            return
+        host, port = split_tcp(net.listen)
+        self.events_port = port + 1
+        self.events_tcp = f"tcp://{host}:{self.events_port}"
+        self.remote = make_socket(self.ctx, zmq.ROUTER)
+        self.remote.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            self.remote.bind(net.listen)
+        except zmq.ZMQError as e:
+            self.close()
+            raise RunError(f"cannot listen on {net.listen}: {e}") from None
+        self.poller.register(self.remote, zmq.POLLIN)
+
+    def send(self, w: Peer, msg: m.CoordinatorToWorker) -> None:
+        sock = self.remote if w.remote else self.local
+        try:
+            assert sock is not None
+            sock.send_multipart([w.ident, self.down.encode(msg)], copy=False)
+        except zmq.ZMQError:
+            pass  # the worker is gone; its sentinel or its silence reports that
+
+    def to_collector(self, msg: m.CoordinatorToCollector) -> None:
+        try:
+            self.coll.send(self.ctl.encode(msg), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            raise RunError("the collector is gone") from None
+
+    def poll(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for messages or deaths, and handle them all."""
+        for sock, _ in self.poller.poll(timeout_ms):
+            if sock is self.local or sock is self.remote:
+                self._drain_workers(sock)
+            elif sock is self.coll:
+                self._drain_collector()
+            else:
+                self._reap(self.peers[sock])
+
+    def _drain_workers(self, sock: zmq.Socket) -> None:
+        remote = sock is self.remote
+        for _ in range(10_000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.reject("malformed frames")
+                continue
+            try:
+                msg = self.up.decode(frames[1].buffer)
+            except codec.DecodeError:
+                self.reject("undecodable")
+                continue
+            ident = frames[0].bytes
+            peer = (self.remote_peers if remote else self.local_peers).get(ident)
+            if peer is None:
+                if remote and isinstance(msg, m.Hello):
+                    self._admit(ident, msg)
+                else:
+                    self.reject("unknown sender")
+                continue
+            self._handle(peer, msg)
+
+    def _drain_collector(self) -> None:
+        for _ in range(10_000):
+            try:
+                data = self.coll.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                msg = self.results.decode(data.buffer)
+            except codec.DecodeError:
+                self.reject("undecodable from the collector")
+                continue
+            if isinstance(msg, m.Hello):
+                self._collector_hello(msg)
+            elif not self.collector_ready:
+                self.reject("collector before hello")
+            elif self.listener is not None:
+                self.listener.on_collector(msg)
+
+    def reject(self, kind: str) -> None:
+        """Count a dropped message; the first of each kind is logged, a flood is not."""
+        if kind not in self.rejected:
+            if len(self.rejected) >= _MAX_REJECT_KINDS:
+                kind = "other"
+            else:
+                print(f"harness: rejected a message: {kind}", file=sys.stderr, flush=True)
+        self.rejected[kind] += 1
+
+    # --- peers ---------------------------------------------------------------
+
+    def _token_ok(self, hello: m.Hello) -> bool:
+        return secrets.compare_digest(hello.token.encode(), self.token.encode())
+
+    def _collector_hello(self, msg: m.Hello) -> None:
+        c = self.collector
+        if (
+            c is None or c.popen is None or self.collector_ready or msg.role != "collector"
+            or not self._token_ok(msg) or msg.protocol_version != m.PROTOCOL_VERSION
+            or msg.pid != c.popen.pid
+        ):  # fmt: skip
+            self.reject("bad collector hello")
+            return
+        c.hello = msg
+        self.collector_ready = True
+
+    def _admit(self, ident: bytes, hello: m.Hello) -> None:
+        """A remote worker's Hello: check it, give it an id, and tell it what to run."""
+        net = self.run.network
+        assert net is not None
+        remote = sum(1 for w in self.workers.values() if w.remote)
+        refusal = None
+        if not self._token_ok(hello):
+            refusal = "wrong token"
+        elif hello.protocol_version != m.PROTOCOL_VERSION:
+            refusal = (
+                f"protocol version {hello.protocol_version}, this run speaks {m.PROTOCOL_VERSION}"
+            )
+        elif hello.role != "worker":
+            refusal = "not a worker"
+        elif not self.accepting or remote >= net.remote_workers:
+            refusal = "this run has all the workers it asked for"
+        if refusal is not None:
+            self.reject(f"remote worker refused: {refusal}")
+            self.send(Peer("stranger", ident, remote=True), m.Refused(refusal))
+            return
+        wid = len(self.run.slots) + remote
+        w = Peer(
+            f"harness-worker-{wid} ({hello.host})", ident, worker_id=wid, remote=True, hello=hello
+        )
+        self.remote_peers[ident] = w
+        self.workers[wid] = w
+        eng = self.run.engine
+        self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp,
+                                 eng.cpu_kv_cache_gb or 1, self.events_port))  # fmt: skip
+
+    def _handle(self, peer: Peer, msg: m.WorkerToCoordinator) -> None:
+        if isinstance(msg, m.Ping):
+            self.send(peer, m.Pong(msg.t_ns, time.monotonic_ns()))
+            peer.last_seen = time.monotonic()
+            return
+        if isinstance(msg, m.Hello):
+            if (
+                peer.remote or peer.hello is not None or peer.popen is None
+                or not self._token_ok(msg) or msg.protocol_version != m.PROTOCOL_VERSION
+                or msg.pid != peer.popen.pid
+            ):  # fmt: skip
+                self.reject("bad hello")
+                return
+            peer.hello = msg
+            return
+        if peer.hello is None:
+            self.reject("before hello")  # nothing counts before a valid Hello
+            return
+        peer.last_seen = time.monotonic()
+        if isinstance(msg, m.Done):
+            if self.listener is not None:
+                self.listener.on_done(peer, msg)
+        elif isinstance(msg, m.Ready):
+            if msg.info.worker_id != peer.worker_id:
+                self.reject("ready for another worker")
+                return
+            peer.info = msg.info
+            peer.ready = True
+        elif isinstance(msg, m.StartupFailed):
+            raise RunError(f"{peer.name} failed to start its engine: {msg.error}")
+        # Heartbeat: last_seen is all it updates.
+
+    # --- processes -----------------------------------------------------------
+
+    def _spawn(self, name: str, ident: bytes, module: str, config: bytes,
+               env: dict[str, str], cores: list[int]) -> Peer:  # fmt: skip
+        self.run.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.run.log_dir / f"{name}.log"
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        with open(log, "wb") as fh:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module, name, config.decode()],
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop the children
+            )
+        if cores:
+            # Before it imports anything: its children (vLLM's EngineCore) inherit this.
+            os.sched_setaffinity(popen.pid, cores)
+        pidfd = os.pidfd_open(popen.pid)
+        peer = Peer(name, ident, popen, pidfd, log)
+        self.peers[pidfd] = peer
+        self.poller.register(pidfd, zmq.POLLIN)
+        return peer
+
+    def _spawn_all(self) -> None:
+        run = self.run
+        # On CPU engines, the harness's own processes keep to the cores that the
+        # model's threads leave free, so they never preempt the model.
+        spare = sorted({c for slot in run.slots for c in slot.spare_cores})
+        if spare:
+            os.sched_setaffinity(0, spare)
+        ccfg = CollectorConfig(
+            coordinator_addr=self.collector_addr,
+            events_addr=self.events_addr,
+            events_tcp=self.events_tcp,
+            token=self.token,
+            slo=run.config.slo,
+            parent_pid=os.getpid(),
+        )
+        self.collector = self._spawn("harness-collector", b"collector", "harness.collector",
+                                     msgspec.json.encode(ccfg), {}, spare)  # fmt: skip
+        eng = run.engine
+        for slot in run.slots:
+            wcfg = m.WorkerConfig(
+                worker_id=slot.worker_id,
+                coordinator_addr=self.control_addr,
+                collector_addr=self.events_addr,
+                token=self.token,
+                engine=eng.kind,
+                engine_args=eng.args,
+                device=eng.device if eng.kind == "vllm" else "sim",
+                devices=slot.devices,
+            )
+            ident = worker_identity(slot.worker_id)
+            w = self._spawn(f"harness-worker-{slot.worker_id}", ident, "workers.main",
+                            msgspec.json.encode(wcfg), slot.env, slot.spare_cores)  # fmt: skip
+            w.worker_id = slot.worker_id
+            self.local_peers[ident] = w
+            self.workers[slot.worker_id] = w
+
+    def start(self) -> None:
+        """Start every process and wait until the collector and all workers are ready."""
+        self._spawn_all()
+        run = self.run
+        deadline = time.monotonic() + run.limits.startup_timeout_s
+        n = run.total_workers
+        while not (
+            self.collector_ready
+            and len(self.workers) == n
+            and all(w.ready for w in self.workers.values())
+        ):
+            if self.interrupted:
+                raise Interrupted()
+            if time.monotonic() > deadline:
+                late = [w.name for w in self.workers.values() if not w.ready]
+                if len(self.workers) < n:
+                    late.append(f"{n - len(self.workers)} remote worker(s) never joined")
+                raise RunError(
+                    f"engine start-up timed out after {run.limits.startup_timeout_s:g}s "
+                    f"({', '.join(late) or 'harness-collector'} not ready; see {run.log_dir})"
+                )
+            self.poll(100)
+            self.check_hung()
+            dead = [p for p in self.peers.values() if not p.alive]
+            if dead:
+                p = dead[0]
+                raise RunError(
+                    f"{p.name} exited during start-up ({p.exit_reason}){_colon(p.log_tail())}"
+                )
+        self.accepting = False
+
+    def live_workers(self) -> list[Peer]:
+        return [w for w in self.workers.values() if w.alive]
+
+    def _reap(self, peer: Peer) -> None:
+        """A child process ended (its pidfd said so)."""
+        if not peer.alive or peer.popen is None or peer.pidfd is None:
+            return
+        self.poller.unregister(peer.pidfd)
+        code = peer.popen.wait(timeout=5)
+        try:
+            os.killpg(peer.popen.pid, signal.SIGKILL)  # its engine processes die with it
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.lose(peer, f"exit code {code}" if code >= 0 else f"killed by signal {-code}")
+
+    def lose(self, peer: Peer, why: str) -> None:
+        """A worker is gone: its requests still in flight fail with the reason."""
+        peer.alive = False
+        peer.exit_reason = why
+        if peer is self.collector:
+            raise RunError(f"the collector died ({why}){_colon(peer.log_tail())}")
+        if peer.remote:
+            self.send(peer, m.Shutdown())  # if it is only cut off, it stops
+        if not peer.outstanding:
+            return
+        specs = list(peer.outstanding.values())
+        peer.outstanding.clear()
+        lost = [m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens, s.release_ns)
+                for s in specs]  # fmt: skip
+        wid = peer.worker_id if peer.worker_id is not None else -1
+        self.to_collector(m.Lost(wid, lost, f"worker {wid} died ({why})", time.monotonic_ns()))
+        if self.listener is not None:
+            self.listener.on_lost(peer, specs)
+
+    def check_hung(self) -> None:
+        now = time.monotonic()
+        for w in self.workers.values():
+            if not (w.alive and w.ready):
+                continue
+            if not w.remote and now - w.last_seen > HEARTBEAT_TIMEOUT_S:
+                assert w.popen is not None
+                w.popen.kill()  # its pidfd then reports the death
+            elif w.remote and now - w.last_seen > REMOTE_SILENCE_S:
+                self.lose(w, f"silent for {now - w.last_seen:.0f}s")
+
+    def worker_envs(self) -> list[WorkerEnv]:
+        out = []
+        for w in self.workers.values():
+            info = w.info
+            out.append(
+                WorkerEnv(
+                    worker_id=w.worker_id or 0,
+                    pid=w.popen.pid if w.popen else (w.hello.pid if w.hello else 0),
+                    host=w.hello.host if w.hello else "",
+                    device=info.device if info else "",
+                    devices=info.devices if info else [],
+                    startup_s=info.startup_s if info else 0.0,
+                    kv_cache_tokens=info.kv_cache_tokens if info else None,
+                    engine_config=info.engine_config if info else {},
+                    exit=w.exit_reason,
+                    remote=w.remote,
+                    clock_offset_ns=info.clock_offset_ns if info else 0,
+                    clock_error_ns=info.clock_error_ns if info else 0,
+                )
+            )
+        return out
+
+    # --- shutdown ------------------------------------------------------------
+
+    def _ask_to_stop(self) -> None:
+        for w in self.workers.values():
+            if w.remote or (w.alive and w.ready):
+                self.send(w, m.Shutdown())  # remote: it stops its own engine
+            elif w.alive and w.popen is not None:
+                w.popen.terminate()  # still starting its engine: it cannot hear Shutdown yet
+        c = self.collector
+        if c is not None and c.alive and c.popen is not None:
+            try:
+                if not self.collector_ready:
+                    raise RunError("not connected")
+                self.to_collector(m.Stop())
+            except RunError:
+                c.popen.terminate()  # cannot hear Stop: not connected yet
+
+    def close(self) -> None:
+        """Stop every child and its descendants (vLLM's EngineCore included). Never hangs."""
+        self._ask_to_stop()
+        children = [p for p in self.peers.values() if p.popen is not None]
+        procs: list[psutil.Process] = []
+        for c in children:
+            try:
+                p = psutil.Process(c.popen.pid)  # type: ignore[union-attr]
+                procs.append(p)
+                procs.extend(p.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        pids = {c.popen.pid for c in children}  # type: ignore[union-attr]
+        psutil.wait_procs([p for p in procs if p.pid in pids], timeout=SHUTDOWN_TIMEOUT_S)
+        for p in procs:
+            try:
+                if p.is_running():
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=5)
+        for c in children:
+            _kill_session(c)
+        # A moment for the Shutdowns to reach remote workers (local ones are stopped above).
+        if self.remote is not None:
+            self.remote.close(linger=1000)
+        self.local.close(0)
+        self.coll.close(0)
+        self.ctx.term()
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _kill_session(c: Peer) -> None:
+    assert c.popen is not None
+    try:
+        os.killpg(c.popen.pid, signal.SIGKILL)  # anything left in its session
+    except (ProcessLookupError, PermissionError):
+        pass
+    if c.popen.poll() is None:
+        try:
+            c.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    if c.pidfd is not None:
+        os.close(c.pidfd)

@@ -1,0 +1,76 @@
+"""``harness worker``: one engine on this node, joined to a head over TCP.
+
+The engine runs in a child (``workers.main``) in a session of its own, so that
+whatever vLLM starts can be stopped together, however this process ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import msgspec
+
+from harness.config import Network
+from harness.resolve import WorkerRun
+from protocol.messages import WorkerConfig
+from protocol.transport import split_tcp
+
+EXIT_INTERRUPTED = 130
+
+
+def join_command(net: Network) -> str:
+    """What to run on each node so that it joins this head."""
+    host, port = split_tcp(net.listen)
+    if host in ("*", "0.0.0.0", "[::]"):
+        host = socket.gethostname()  # bound to every interface: name this host
+    token = net.token if net.token_generated else "$HARNESS_TOKEN"
+    return f"harness worker --connect tcp://{host}:{port} --token {token}"
+
+
+def supervise(w: WorkerRun) -> int:
+    """Run the worker child until it ends; its exit code (130 if we were stopped)."""
+    cfg = WorkerConfig(
+        worker_id=-1,
+        coordinator_addr=w.connect,
+        collector_addr="",
+        token=w.token,
+        engine="",
+        remote=True,
+        join_timeout_s=w.join_timeout_s,
+        clock_skew_ns=w.clock_skew_ns,
+        model=w.model,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.main",
+        "harness-worker-remote",
+        msgspec.json.encode(cfg).decode(),
+    ]
+    proc = subprocess.Popen(cmd, env={**os.environ, **w.env}, start_new_session=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    code = EXIT_INTERRUPTED
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # vLLM's processes, if any are left
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+    return code
