@@ -23,6 +23,7 @@ from protocol.results import BenchmarkResult
 
 _MS = 1_000_000
 BATCH = 512  # most requests put in one Submit
+BATCH_TOKENS = 4 << 20  # most prompt tokens in one Submit: long prompts make smaller batches
 LEAD_NS = 50 * _MS  # a benchmark starts this far ahead, so its first sends are on time
 # The collector accepts request ids only up to a bound the coordinator raises ahead of its
 # sends (BeginBench, Extend): at least this many ahead, and as many as were sent so far.
@@ -244,12 +245,13 @@ class BenchLoop:
         """Send the next ``len(sched)`` requests, scheduled at ``sched``; returns how many went."""
         batches: dict[int, tuple[Peer, list[m.RequestSpec]]] = {}
         samples = self.samples
-        sent = 0
+        sent = tokens = 0
         for t in sched:
             w = self._pick()
-            if w is None:
+            if w is None or tokens > BATCH_TOKENS:
                 break
             s = samples[b.sent % len(samples)]
+            tokens += len(s.prompt)
             phase = self._phase(b, b.sent, t)
             spec = m.RequestSpec(
                 self.next_rid, s.prompt, s.output_tokens, t, b.index, phase, release_ns

@@ -59,12 +59,6 @@ def run(o: RunOptions) -> None:
     from harness.resolve import resolve
 
     resolved = resolve(o, ["harness", *sys.argv[1:]])
-    net = resolved.network
-    if net is not None:
-        from harness.remote import join_command
-
-        print(f"harness: waiting for {net.remote_workers} remote worker(s) on {net.listen}; on each "
-              f"node run: {join_command(net)}", file=sys.stderr, flush=True)  # fmt: skip
     raise typer.Exit(runner.execute(resolved))
 
 
@@ -183,6 +177,9 @@ def _compare_layouts(folder: Path, output: Path | None) -> None:
 
 
 def main() -> None:
+    from harness.streams import protect
+
+    protect()
     code: object = 0
     try:
         code = app(standalone_mode=False)

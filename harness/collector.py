@@ -3,7 +3,7 @@
 ``python -m harness.collector harness-collector CONFIG_JSON``. It PULLs every
 worker's ``Events`` and keeps the running benchmark's requests as columns
 (:class:`~harness.accumulator.BenchAccumulator`); the coordinator drives it over
-a private PAIR link (BeginBench, EndBench, Snapshot, Lost, Stop) and gets
+a private link (BeginBench, EndBench, Snapshot, Lost, Stop, Admit) and gets
 ``Progress`` and ``BenchResult`` back. Events of any other benchmark are late:
 counted and dropped, so nothing from one benchmark ever counts in the next.
 """
@@ -21,7 +21,7 @@ import zmq
 
 from harness import stats
 from harness.accumulator import BIN_NS, MAX_WORKER_ID, BenchAccumulator
-from protocol import codec
+from protocol import codec, transport
 from protocol import messages as m
 from protocol.results import BenchmarkResult, CollectorStats
 from protocol.transport import make_socket
@@ -34,17 +34,19 @@ _BATCH = 1000  # messages taken from a socket before looking at the other
 
 
 class CollectorConfig(msgspec.Struct):
-    coordinator_addr: str  # the coordinator's private PAIR
+    coordinator_addr: str  # the coordinator's private link (ipc)
     events_addr: str
     token: str
     slo: dict[str, float] = {}
     parent_pid: int = 0
-    events_tcp: str | None = None  # multi-node: remote workers push here too
+    events_tcp: str | None = None  # multi-node: remote workers push here too, over CURVE
+    events_secret: str | None = None  # that port's CURVE secret key
 
 
 class Collector:
     def __init__(self, cfg: CollectorConfig) -> None:
         self.cfg = cfg
+        self.gate = transport.KeyGate()  # remote workers' keys, as the coordinator admits them
         self.bench: BenchAccumulator | None = None
         self.rejected: Counter[str] = Counter()  # messages no benchmark could take
         self.ev_codec = codec.events()
@@ -132,6 +134,8 @@ class Collector:
         elif isinstance(msg, m.Lost):
             if acc is not None:
                 acc.lost(msg)
+        elif isinstance(msg, m.Admit):
+            self.gate.allowed[msg.key] = msg.worker_id
         elif isinstance(msg, m.Stop):
             return False
         return True
@@ -156,10 +160,13 @@ class Collector:
             try:
                 ev = self.ev_codec.decode(data.buffer)
             except codec.DecodeError:
-                if self.bench is not None:
-                    self.bench.reject(f"undecodable ({peer})")
-                else:
-                    self.rejected[f"undecodable ({peer})"] += 1
+                self._reject(f"undecodable ({peer})")
+                continue
+            if (
+                peer == "tcp"
+                and self.gate.allowed.get(transport.peer_key(data) or "") != ev.worker_id
+            ):
+                self._reject("events under another worker's key (tcp)")
                 continue
             t0 = time.perf_counter_ns()
             self.ingest(ev, peer)
@@ -168,6 +175,12 @@ class Collector:
                 acc.messages += 1
                 acc.entries += len(ev.tok_rid) // 8
                 acc.busy_ns += time.perf_counter_ns() - t0
+
+    def _reject(self, kind: str) -> None:
+        if self.bench is not None:
+            self.bench.reject(kind)
+        else:
+            self.rejected[kind] += 1
 
     def _drain_control(self, dealer: zmq.Socket) -> bool:
         while True:
@@ -187,10 +200,14 @@ class Collector:
         ctx = zmq.Context()
         pulls = {"ipc": make_socket(ctx, zmq.PULL)}
         pulls["ipc"].bind(self.cfg.events_addr)
-        if self.cfg.events_tcp:
+        auth = None
+        if self.cfg.events_tcp and self.cfg.events_secret:
+            # Only the keys the coordinator admitted (token checked) may even connect.
+            auth = transport.start_authenticator(ctx, self.gate)
             pulls["tcp"] = make_socket(ctx, zmq.PULL)
+            transport.curve_server(pulls["tcp"], self.cfg.events_secret)
             pulls["tcp"].bind(self.cfg.events_tcp)
-        link = make_socket(ctx, zmq.PAIR)
+        link = make_socket(ctx, zmq.DEALER)
         link.connect(self.cfg.coordinator_addr)
         link.send(
             self.up.encode(
@@ -219,6 +236,8 @@ class Collector:
         finally:
             for sock in (*pulls.values(), link):
                 sock.close(0)
+            if auth is not None:
+                auth.stop()  # type: ignore[attr-defined]
             ctx.term()
 
 
@@ -229,8 +248,8 @@ def main(argv: list[str]) -> int:
     # Nothing here is latency-critical (tokens carry their own timestamps), while the
     # coordinator's pacing and the workers' receipts are: yield the CPU to them.
     os.nice(COLLECTOR_NICE)
-    cfg = msgspec.json.decode(argv[-1], type=CollectorConfig)
-    return Collector(cfg).run()
+    cfg = m.read_config(argv[-1], CollectorConfig)
+    return Collector(cfg).run()  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

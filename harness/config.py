@@ -84,6 +84,7 @@ class Run:
     quiet: bool
     command: tuple[str, ...]
     run_id: str
+    no_clobber: bool = False
 
     @property
     def engine(self) -> EngineSpec:

@@ -5,11 +5,17 @@ silence) and stops them. It owns the coordinator's one ``zmq.Poller``: the
 sockets (local workers, remote workers, the collector) and every child's pidfd.
 Messages about requests and results go to its :class:`Listener`, the benchmark loop.
 
-Sockets, one typed decoder each:
-- ``local``: ROUTER on a private ipc path; local workers, identities ``w<i>``.
-- ``remote``: ROUTER on ``--listen``; remote workers, known only by what they are
-  admitted as, so no identity claimed over TCP can pose as a local peer.
-- ``collector``: PAIR on a private ipc path; results only ever come from here.
+Sockets, one typed decoder each. No peer chooses its identity: each ROUTER assigns
+them, and a peer becomes a worker (or the collector) only by a Hello with the run's
+token and, locally, the pid of the process this fleet started for it.
+- ``local``: ROUTER on a private ipc path; local workers.
+- ``remote``: ROUTER on ``--listen``, encrypted with CURVE; remote workers, known only
+  by the key they were admitted with, so no identity claimed over TCP can pose as a
+  local peer or as another worker.
+- ``collector``: ROUTER on a private ipc path; results only ever come from here.
+
+Children get their configs (the run's token, the collector's secret key) as files in the
+private ipc folder, never on a command line that other users can read.
 """
 
 from __future__ import annotations
@@ -26,16 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
 import psutil
 import zmq
 
 from harness.collector import CollectorConfig
 from harness.config import Run
 from harness.schema import WorkerEnv
-from protocol import codec
+from protocol import codec, transport
 from protocol import messages as m
-from protocol.transport import ipc_address, make_socket, private_ipc_dir, split_tcp, worker_identity
+from protocol.transport import ipc_address, make_socket, private_ipc_dir, split_tcp
 
 HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (after Ready) is hung
 # A remote worker has no process sentinel here: silence is how its death shows. Before it is
@@ -75,6 +80,8 @@ class Peer:
     outstanding: dict[int, m.RequestSpec] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     exit_reason: str | None = None
+    key: str | None = None  # remote: the CURVE key it was admitted with
+    dropped: int = 0  # Events messages it could not send to the collector
 
     def log_tail(self) -> str:
         if self.log is None:
@@ -111,7 +118,6 @@ class Fleet:
         self.remote_peers: dict[bytes, Peer] = {}
         self.workers: dict[int, Peer] = {}
         self.collector: Peer | None = None
-        self.collector_ready = False
         self.accepting = True  # remote workers may join until the first benchmark
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
@@ -130,22 +136,29 @@ class Fleet:
         self.local = make_socket(self.ctx, zmq.ROUTER)
         self.local.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.local.bind(self.control_addr)
-        self.coll = make_socket(self.ctx, zmq.PAIR)
+        self.coll = make_socket(self.ctx, zmq.ROUTER)
+        self.coll.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.coll.bind(self.collector_addr)
         self.poller = zmq.Poller()
         for sock in (self.local, self.coll):
             self.poller.register(sock, zmq.POLLIN)
         self.remote: zmq.Socket | None = None
+        self.auth: object | None = None
         self.events_tcp: str | None = None
         self.events_port = 0
+        self.keys = transport.curve_keypair()  # the control port's, printed in the join command
+        self.events_keys = transport.curve_keypair()  # the collector's events port's
         net = self.run.network
         if net is None:
             return
         host, port = split_tcp(net.listen)
         self.events_port = port + 1
         self.events_tcp = f"tcp://{host}:{self.events_port}"
+        # Any client may open an encrypted connection; only a Hello with the token admits it.
+        self.auth = transport.start_authenticator(self.ctx, None)
         self.remote = make_socket(self.ctx, zmq.ROUTER)
         self.remote.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        transport.curve_server(self.remote, self.keys[1])
         try:
             self.remote.bind(net.listen)
         except zmq.ZMQError as e:
@@ -153,17 +166,31 @@ class Fleet:
             raise RunError(f"cannot listen on {net.listen}: {e}") from None
         self.poller.register(self.remote, zmq.POLLIN)
 
+    @property
+    def server_key(self) -> str:
+        """The control port's CURVE public key: remote workers need it to connect."""
+        return self.keys[0]
+
     def send(self, w: Peer, msg: m.CoordinatorToWorker) -> None:
         sock = self.remote if w.remote else self.local
+        if not w.ident:
+            return  # a local worker that has not said Hello cannot be reached yet
         try:
             assert sock is not None
             sock.send_multipart([w.ident, self.down.encode(msg)], copy=False)
         except zmq.ZMQError:
             pass  # the worker is gone; its sentinel or its silence reports that
 
+    @property
+    def collector_ready(self) -> bool:
+        return self.collector is not None and self.collector.hello is not None
+
     def to_collector(self, msg: m.CoordinatorToCollector) -> None:
+        c = self.collector
+        if c is None or c.hello is None:
+            raise RunError("the collector is not connected")
         try:
-            self.coll.send(self.ctl.encode(msg), zmq.NOBLOCK)
+            self.coll.send_multipart([c.ident, self.ctl.encode(msg)], zmq.NOBLOCK)
         except zmq.ZMQError:
             raise RunError("the collector is gone") from None
 
@@ -184,41 +211,55 @@ class Fleet:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            where = "tcp" if remote else "ipc"
             if len(frames) != 2:
-                self.reject("malformed frames")
+                self.reject(f"malformed frames ({where})")
                 continue
             try:
                 msg = self.up.decode(frames[1].buffer)
             except codec.DecodeError:
-                self.reject("undecodable")
+                self.reject(f"undecodable ({where})")
                 continue
             ident = frames[0].bytes
             peer = (self.remote_peers if remote else self.local_peers).get(ident)
+            key = transport.peer_key(frames[1]) if remote else None
             if peer is None:
                 if remote and isinstance(msg, m.Hello):
-                    self._admit(ident, msg)
+                    self._admit(ident, msg, key)
+                elif isinstance(msg, m.Hello):
+                    self._local_hello(ident, msg)
                 else:
-                    self.reject("unknown sender")
+                    self.reject(f"unknown sender ({where})")
+                continue
+            if remote and key != peer.key:
+                self.reject(f"another key on {peer.name}'s connection (tcp)")
                 continue
             self._handle(peer, msg)
 
     def _drain_collector(self) -> None:
         for _ in range(10_000):
             try:
-                data = self.coll.recv(zmq.NOBLOCK, copy=False)
+                frames = self.coll.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            try:
-                msg = self.results.decode(data.buffer)
-            except codec.DecodeError:
-                self.reject("undecodable from the collector")
+            if len(frames) != 2:
+                self.reject("malformed frames (collector link)")
                 continue
-            if isinstance(msg, m.Hello):
-                self._collector_hello(msg)
-            elif not self.collector_ready:
-                self.reject("collector before hello")
-            elif self.listener is not None:
-                self.listener.on_collector(msg)
+            try:
+                msg = self.results.decode(frames[1].buffer)
+            except codec.DecodeError:
+                self.reject("undecodable (collector link)")
+                continue
+            c = self.collector
+            if c is not None and c.hello is not None and frames[0].bytes == c.ident:
+                if isinstance(msg, m.Hello):
+                    self.reject("second hello (collector link)")
+                elif self.listener is not None:
+                    self.listener.on_collector(msg)
+            elif isinstance(msg, m.Hello):
+                self._collector_hello(frames[0].bytes, msg)
+            else:
+                self.reject("not the collector (collector link)")
 
     def reject(self, kind: str) -> None:
         """Count a dropped message; the first of each kind is logged, a flood is not."""
@@ -234,25 +275,39 @@ class Fleet:
     def _token_ok(self, hello: m.Hello) -> bool:
         return secrets.compare_digest(hello.token.encode(), self.token.encode())
 
-    def _collector_hello(self, msg: m.Hello) -> None:
-        c = self.collector
-        if (
-            c is None or c.popen is None or self.collector_ready or msg.role != "collector"
-            or not self._token_ok(msg) or msg.protocol_version != m.PROTOCOL_VERSION
-            or msg.pid != c.popen.pid
-        ):  # fmt: skip
-            self.reject("bad collector hello")
-            return
-        c.hello = msg
-        self.collector_ready = True
+    def _hello_ok(self, msg: m.Hello, role: str, peer: Peer | None) -> bool:
+        """A local child's Hello: its role, the run's token and version, and the pid we started."""
+        return (
+            peer is not None and peer.popen is not None and peer.hello is None
+            and msg.role == role and self._token_ok(msg)
+            and msg.protocol_version == m.PROTOCOL_VERSION and msg.pid == peer.popen.pid
+        )  # fmt: skip
 
-    def _admit(self, ident: bytes, hello: m.Hello) -> None:
+    def _collector_hello(self, ident: bytes, msg: m.Hello) -> None:
+        c = self.collector
+        if not self._hello_ok(msg, "collector", c):
+            self.reject("bad hello (collector link)")
+            return
+        assert c is not None
+        c.ident, c.hello = ident, msg
+
+    def _local_hello(self, ident: bytes, msg: m.Hello) -> None:
+        w = self.workers.get(msg.worker_id) if isinstance(msg.worker_id, int) else None
+        if w is None or w.remote or not self._hello_ok(msg, "worker", w):
+            self.reject("bad hello (ipc)")
+            return
+        w.ident, w.hello = ident, msg
+        self.local_peers[ident] = w
+
+    def _admit(self, ident: bytes, hello: m.Hello, key: str | None) -> None:
         """A remote worker's Hello: check it, give it an id, and tell it what to run."""
         net = self.run.network
         assert net is not None
         remote = sum(1 for w in self.workers.values() if w.remote)
         refusal = None
-        if not self._token_ok(hello):
+        if key is None:
+            refusal = "no CURVE key"
+        elif not self._token_ok(hello):
             refusal = "wrong token"
         elif hello.protocol_version != m.PROTOCOL_VERSION:
             refusal = (
@@ -267,32 +322,23 @@ class Fleet:
             self.send(Peer("stranger", ident, remote=True), m.Refused(refusal))
             return
         wid = len(self.run.slots) + remote
-        w = Peer(
-            f"harness-worker-{wid} ({hello.host})", ident, worker_id=wid, remote=True, hello=hello
-        )
+        name = f"harness-worker-{wid} ({hello.host[:100]})"
+        w = Peer(name, ident, worker_id=wid, remote=True, hello=hello, key=key)
         self.remote_peers[ident] = w
         self.workers[wid] = w
+        self.to_collector(m.Admit(wid, key))  # before the worker can push: it connects on Configure
         eng = self.run.engine
-        self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp,
-                                 eng.cpu_kv_cache_gb or 1, self.events_port))  # fmt: skip
+        self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp, eng.cpu_kv_cache_gb or 1,
+                                 self.events_port, events_key=self.events_keys[0]))  # fmt: skip
 
     def _handle(self, peer: Peer, msg: m.WorkerToCoordinator) -> None:
         if isinstance(msg, m.Ping):
             self.send(peer, m.Pong(msg.t_ns, time.monotonic_ns()))
             peer.last_seen = time.monotonic()
+            peer.dropped = max(peer.dropped, msg.dropped)
             return
         if isinstance(msg, m.Hello):
-            if (
-                peer.remote or peer.hello is not None or peer.popen is None
-                or not self._token_ok(msg) or msg.protocol_version != m.PROTOCOL_VERSION
-                or msg.pid != peer.popen.pid
-            ):  # fmt: skip
-                self.reject("bad hello")
-                return
-            peer.hello = msg
-            return
-        if peer.hello is None:
-            self.reject("before hello")  # nothing counts before a valid Hello
+            self.reject(f"second hello ({'tcp' if peer.remote else 'ipc'})")
             return
         peer.last_seen = time.monotonic()
         if isinstance(msg, m.Done):
@@ -305,19 +351,22 @@ class Fleet:
             peer.info = msg.info
             peer.ready = True
         elif isinstance(msg, m.StartupFailed):
-            raise RunError(f"{peer.name} failed to start its engine: {msg.error}")
-        # Heartbeat: last_seen is all it updates.
+            raise RunError(f"{peer.name} failed to start its engine: {msg.error[:500]}")
+        elif isinstance(msg, m.Heartbeat):
+            peer.dropped = max(peer.dropped, msg.dropped)
 
     # --- processes -----------------------------------------------------------
 
-    def _spawn(self, name: str, ident: bytes, module: str, config: bytes,
+    def _spawn(self, name: str, ident: bytes, module: str, config: object,
                env: dict[str, str], cores: list[int]) -> Peer:  # fmt: skip
         self.run.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.run.log_dir / f"{name}.log"
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        conf = os.path.join(self.ipc_dir, f"{name}.json")
+        m.write_config(conf, config)
         with open(log, "wb") as fh:
             popen = subprocess.Popen(
-                [sys.executable, "-m", module, name, config.decode()],
+                [sys.executable, "-m", module, name, conf],
                 env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
@@ -347,9 +396,11 @@ class Fleet:
             token=self.token,
             slo=run.config.slo,
             parent_pid=os.getpid(),
+            events_secret=self.events_keys[1] if self.events_tcp else None,
         )
-        self.collector = self._spawn("harness-collector", b"collector", "harness.collector",
-                                     msgspec.json.encode(ccfg), {}, spare)  # fmt: skip
+        self.collector = self._spawn(
+            "harness-collector", b"collector", "harness.collector", ccfg, {}, spare
+        )
         eng = run.engine
         for slot in run.slots:
             wcfg = m.WorkerConfig(
@@ -362,11 +413,9 @@ class Fleet:
                 device=eng.device if eng.kind == "vllm" else "sim",
                 devices=slot.devices,
             )
-            ident = worker_identity(slot.worker_id)
-            w = self._spawn(f"harness-worker-{slot.worker_id}", ident, "workers.main",
-                            msgspec.json.encode(wcfg), slot.env, slot.spare_cores)  # fmt: skip
-            w.worker_id = slot.worker_id
-            self.local_peers[ident] = w
+            w = self._spawn(f"harness-worker-{slot.worker_id}", b"", "workers.main", wcfg,
+                            slot.env, slot.spare_cores)  # fmt: skip
+            w.worker_id = slot.worker_id  # its identity is known once its Hello comes
             self.workers[slot.worker_id] = w
 
     def start(self) -> None:
@@ -463,6 +512,7 @@ class Fleet:
                     remote=w.remote,
                     clock_offset_ns=info.clock_offset_ns if info else 0,
                     clock_error_ns=info.clock_error_ns if info else 0,
+                    dropped_events=w.dropped,
                 )
             )
         return out
@@ -471,7 +521,7 @@ class Fleet:
 
     def _ask_to_stop(self) -> None:
         for w in self.workers.values():
-            if w.remote or (w.alive and w.ready):
+            if w.remote or (w.alive and w.ready and w.ident):
                 self.send(w, m.Shutdown())  # remote: it stops its own engine
             elif w.alive and w.popen is not None:
                 w.popen.terminate()  # still starting its engine: it cannot hear Shutdown yet
@@ -510,6 +560,8 @@ class Fleet:
         # A moment for the Shutdowns to reach remote workers (local ones are stopped above).
         if self.remote is not None:
             self.remote.close(linger=1000)
+        if self.auth is not None:
+            self.auth.stop()  # type: ignore[attr-defined]
         self.local.close(0)
         self.coll.close(0)
         self.ctx.term()

@@ -96,6 +96,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     checkpoint_s: Annotated[float, opt(OUTPUT, "rewrite the report this often while a benchmark runs, seconds (0: never)", metavar="S", flag="--checkpoint-s")] = 30.0  # fmt: skip
     log_dir: Annotated[Optional[Path], opt(OUTPUT, "per-process logs [default: results/logs/<time>]", metavar="DIR")] = None  # fmt: skip
     quiet: Annotated[bool, opt(OUTPUT, "no progress and no tables: only errors and the paths written")] = False  # fmt: skip
+    no_clobber: Annotated[bool, opt(OUTPUT, "refuse to start if a report file exists (otherwise it is replaced, with a notice)")] = False  # fmt: skip
     # --- multi-node ------------------------------------------------------------
     listen: Annotated[Optional[str], opt(MULTINODE, "where remote workers join (harness worker --connect); the collector takes PORT+1", metavar="tcp://HOST:PORT")] = None  # fmt: skip
     remote_workers: Annotated[int, opt(MULTINODE, "remote workers to wait for, besides --workers", metavar="N")] = 0  # fmt: skip
@@ -105,6 +106,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
 class WorkerOptions(_Options, kw_only=True, frozen=True):
     connect: Annotated[str, opt(MULTINODE, "the head's address (its harness run --listen)", metavar="tcp://HOST:PORT")] = ""  # fmt: skip
     token: Annotated[Optional[str], opt(MULTINODE, "the run's secret, as the head printed it", metavar="SECRET", envvar="HARNESS_TOKEN")] = None  # fmt: skip
+    server_key: Annotated[Optional[str], opt(MULTINODE, "the head's CURVE public key, as it printed it (traffic is encrypted with it)", metavar="KEY", envvar="HARNESS_SERVER_KEY")] = None  # fmt: skip
     gpus: Annotated[Optional[str], opt(ENGINE, "GPU ids for this engine [default: CUDA_VISIBLE_DEVICES, or every GPU]", metavar="IDS")] = None  # fmt: skip
     model: Annotated[Optional[Path], opt(ENGINE, "the model directory on this host, if not at the head's path", metavar="DIR")] = None  # fmt: skip
     join_timeout: Annotated[float, opt(LIMITS, "seconds to wait for the head to answer", metavar="S")] = 600.0  # fmt: skip

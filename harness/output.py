@@ -53,6 +53,17 @@ class Outputs:
         self.paths = paths
         self.run_id = run_id
         self.failed: dict[Path, Path | None] = {}
+        self.replaces = [p for p in paths if p.exists()]  # reports of earlier runs
+
+    def notice_replaced(self) -> None:
+        for p in self.replaces:
+            try:
+                print(
+                    f"harness: replacing {p}, which an earlier run wrote (--no-clobber keeps it)",
+                    file=sys.stderr,
+                )
+            except (OSError, ValueError):
+                pass
 
     def write(self, report: Report, final: bool = False) -> None:
         """Every output; a failed one goes to its fallback (final write: the failure is kept)."""

@@ -22,13 +22,16 @@ from protocol.transport import split_tcp
 EXIT_INTERRUPTED = 130
 
 
-def join_command(net: Network) -> str:
-    """What to run on each node so that it joins this head."""
+def join_command(net: Network, server_key: str) -> str:
+    """What to run on each node so that it joins this head (a secret token stays in the
+    environment unless the head made it up, when it is printed once)."""
     host, port = split_tcp(net.listen)
     if host in ("*", "0.0.0.0", "[::]"):
         host = socket.gethostname()  # bound to every interface: name this host
     token = net.token if net.token_generated else "$HARNESS_TOKEN"
-    return f"harness worker --connect tcp://{host}:{port} --token {token}"
+    return (
+        f"harness worker --connect tcp://{host}:{port} --server-key '{server_key}' --token {token}"
+    )
 
 
 def supervise(w: WorkerRun) -> int:
@@ -43,15 +46,16 @@ def supervise(w: WorkerRun) -> int:
         join_timeout_s=w.join_timeout_s,
         clock_skew_ns=w.clock_skew_ns,
         model=w.model,
+        server_key=w.server_key,
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "workers.main",
-        "harness-worker-remote",
-        msgspec.json.encode(cfg).decode(),
-    ]
-    proc = subprocess.Popen(cmd, env={**os.environ, **w.env}, start_new_session=True)
+    # The config (the token) goes through a pipe: never on a command line, never on disk.
+    cmd = [sys.executable, "-m", "workers.main", "harness-worker-remote", "-"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **w.env}, stdin=subprocess.PIPE, start_new_session=True
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(msgspec.json.encode(cfg))
+    proc.stdin.close()
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

@@ -26,7 +26,7 @@ from harness.options import RunOptions, WorkerOptions
 from harness.profiles import PROFILES, LoadOptions, Profile
 from harness.tinymodel import read_model_config, write_tiny_model
 from harness.workload import Workload, WorkloadError, check_fits
-from protocol.transport import split_tcp
+from protocol.transport import is_curve_key, split_tcp
 from workers.placement import (
     PlacementError,
     Slot,
@@ -85,8 +85,9 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         profile=profile,
         workload=workload,
         replay_ns=sources.replay_ns,
-        outputs=tuple(_outputs(o.output, o.output_dir, run_id)),
-        log_dir=o.log_dir or Path("results") / "logs" / run_id.removeprefix("run-"),
+        outputs=tuple(_outputs(o.output, o.output_dir, run_id, o.no_clobber)),
+        log_dir=_log_dir(o.log_dir, run_id),
+        no_clobber=o.no_clobber,
         network=network,
         quiet=o.quiet,
         command=tuple(command),
@@ -151,13 +152,17 @@ def _vllm_engine(o: RunOptions) -> tuple[EngineSpec, int]:
             raise UsageError(f"--engine-arg {key}: use --{option.replace('_', '-')} (given twice)")
     args = {"skip_tokenizer_init": True, "seed": o.seed, **args, **user}
     max_len = _int(args.get("max_model_len")) or _int(mcfg.get("max_position_embeddings")) or None
-    kv = checks.count(o.cpu_kv_cache_gb, "--cpu-kv-cache-gb", hi=4096) if o.cpu_kv_cache_gb else 1
+    kv = 1
+    if o.cpu_kv_cache_gb is not None:
+        kv = checks.count(o.cpu_kv_cache_gb, "--cpu-kv-cache-gb", hi=4096)
     spec = EngineSpec(kind="vllm", device=o.device, tp=o.tp, args=args, model=str(model),
                       vocab_size=vocab, max_model_len=max_len, cpu_kv_cache_gb=kv)  # fmt: skip
     return spec, heads
 
 
 def _first_class_args(o: RunOptions, model: Path) -> dict[str, object]:
+    if o.load_format is not None and not o.load_format.strip():
+        raise UsageError("--load-format must not be empty")
     if o.dtype is not None and o.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {o.dtype!r})")
     if o.max_model_len is not None:
@@ -192,10 +197,36 @@ def _engine_args(o: RunOptions) -> dict[str, object]:
     return args
 
 
-def check_engine_arg_names(args: dict[str, object]) -> None:
-    """Unknown AsyncEngineArgs fields are caught here when vllm is importable, else in the worker."""
-    if not args:
-        return
+def engine_arg_names() -> set[str] | None:
+    """AsyncEngineArgs' fields, read from vLLM's source (importing vLLM takes seconds).
+
+    Falls back to importing it if its source is not where it was; None without vLLM.
+    """
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        src = Path(list(spec.submodule_search_locations)[0], "engine", "arg_utils.py").read_text()
+        classes = {n.name: n for n in ast.parse(src).body if isinstance(n, ast.ClassDef)}
+        names = {
+            s.target.id
+            for c in ("EngineArgs", "AsyncEngineArgs")
+            if c in classes
+            for s in classes[c].body
+            if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+        }
+    except (OSError, SyntaxError):
+        names = set()
+    return names or _imported_engine_arg_names()
+
+
+def _imported_engine_arg_names() -> set[str] | None:
     import dataclasses
 
     saved = os.dup(2)
@@ -205,11 +236,20 @@ def check_engine_arg_names(args: dict[str, object]) -> None:
             os.dup2(null.fileno(), 2)
             from vllm import AsyncEngineArgs  # type: ignore[import-not-found]
     except Exception:  # noqa: BLE001 - vllm absent or broken: the worker reports it
-        return
+        return None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    return {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+
+
+def check_engine_arg_names(args: dict[str, object]) -> None:
+    """Unknown AsyncEngineArgs fields are refused here when vLLM is installed, else in the worker."""
+    if not args:
+        return
+    known = engine_arg_names()
+    if known is None:
+        return
     for key in args:
         if key not in known:
             raise UsageError(f"--engine-arg {key}: not an AsyncEngineArgs field")
@@ -458,7 +498,7 @@ def check_outputs(paths: Sequence[Path], name: str = "--output") -> list[Path]:
     return list(paths)
 
 
-def _outputs(paths: list[Path], folder: Path | None, run_id: str) -> list[Path]:
+def _outputs(paths: list[Path], folder: Path | None, run_id: str, no_clobber: bool) -> list[Path]:
     out = list(paths)
     if folder is not None:
         if folder.exists() and not folder.is_dir():
@@ -466,7 +506,19 @@ def _outputs(paths: list[Path], folder: Path | None, run_id: str) -> list[Path]:
         out += [folder / f"{run_id}{s}" for s in OUTPUT_SUFFIXES]
     if not out:
         out = [Path("results") / "runs" / f"{run_id}.json"]
+    if no_clobber:
+        for p in out:
+            if p.exists():
+                raise UsageError(f"--output {p}: exists (--no-clobber)")
     return check_outputs(out)
+
+
+def _log_dir(given: Path | None, run_id: str) -> Path:
+    folder = given or Path("results") / "logs" / run_id.removeprefix("run-")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--log-dir {folder}: not a directory")
+    checks.writable_file(folder / "harness-worker-0.log", "--log-dir")
+    return folder
 
 
 def tcp_address(text: str, name: str) -> str:
@@ -533,6 +585,7 @@ class WorkerRun:
 
     connect: str
     token: str
+    server_key: str
     env: dict[str, str]
     model: str | None
     join_timeout_s: float
@@ -545,6 +598,14 @@ def resolve_worker(o: WorkerOptions) -> WorkerRun:
     connect = tcp_address(o.connect, "--connect")
     if not o.token or not o.token.strip():
         raise UsageError("harness worker needs --token (or HARNESS_TOKEN), as the head printed it")
+    if not o.server_key:
+        raise UsageError(
+            "harness worker needs --server-key (or HARNESS_SERVER_KEY), as the head printed it"
+        )
+    if not is_curve_key(o.server_key):
+        raise UsageError(
+            f"--server-key: not a CURVE public key (40 z85 characters), got {o.server_key[:60]!r}"
+        )
     join = checks.seconds(o.join_timeout, "--join-timeout")
     skew = checks.number(o.clock_skew_s, "--clock-skew-s", lo=-1e6, hi=1e6)
     if o.model is not None and not o.model.is_dir():
@@ -553,7 +614,7 @@ def resolve_worker(o: WorkerOptions) -> WorkerRun:
     if o.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(_gpu_ids(o.gpus))
     model = str(o.model.resolve()) if o.model else None
-    return WorkerRun(connect, o.token, env, model, join, int(skew * 1e9))
+    return WorkerRun(connect, o.token, o.server_key, env, model, join, int(skew * 1e9))
 
 
 def workload_of(run: Run) -> Workload:

@@ -8,9 +8,11 @@ partial report; a second signal stops waiting for the in-flight requests.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 import msgspec
@@ -78,6 +80,7 @@ class Execution:
 
     def execute(self) -> int:
         why: str | None = None
+        self.outputs.notice_replaced()
         try:
             self.fleet.start()
             why, code = self.benchmarks()
@@ -88,7 +91,8 @@ class Execution:
             _say(f"harness: error: {e}")
         except KeyboardInterrupt:
             why, code = "interrupted twice", EXIT_INTERRUPTED
-        _shielded(lambda: self._write_final(why, code))
+        with shielded():
+            self._write_final(why, code)
         return code if not self.outputs.failed or code != EXIT_OK else EXIT_FAILED
 
     def _write_final(self, why: str | None, code: int) -> None:
@@ -108,20 +112,29 @@ def execute(run: Run) -> int:
     except RunError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    if run.network is not None:
+        from harness.remote import join_command
+
+        net = run.network
+        _say(f"harness: waiting for {net.remote_workers} remote worker(s) on {net.listen}; on each "
+             f"node run: {join_command(net, fleet.server_key)}")  # fmt: skip
     ex = Execution(run, fleet)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if fleet.interrupted:
-            raise KeyboardInterrupt  # the second signal: stop waiting
+        first = not fleet.interrupted
         fleet.interrupted = signum
-        _say(f"\nharness: {signal.Signals(signum).name}: stopping; a second one stops waiting")
+        if first:
+            _say(f"\nharness: {signal.Signals(signum).name}: stopping; a second one stops waiting")
+        elif not _SHIELD["depth"]:
+            raise KeyboardInterrupt  # the second signal: stop waiting for in-flight requests
 
     old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         code = ex.execute()
     finally:
         try:
-            _shielded(fleet.close)
+            with shielded():
+                fleet.close()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -129,13 +142,18 @@ def execute(run: Run) -> int:
     return code
 
 
-def _shielded(fn) -> None:  # type: ignore[no-untyped-def]
-    """Run ``fn`` to the end even if more signals come (it never hangs: it has timeouts)."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+_SHIELD = {"depth": 0}
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Signals during this are noted, not raised: the final write and the shutdown always
+    finish (neither can hang: every wait in them has a timeout)."""
+    _SHIELD["depth"] += 1
     try:
-        fn()
+        yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _SHIELD["depth"] -= 1
 
 
 def _say(text: str) -> None:

@@ -39,6 +39,7 @@ class WorkerEnv(msgspec.Struct):
     remote: bool = False  # joined over TCP (harness worker --connect)
     clock_offset_ns: int = 0  # remote: the coordinator's clock minus the worker host's
     clock_error_ns: int = 0  # remote: bound on that offset's error (half the best round trip)
+    dropped_events: int = 0  # Events messages it could not send because the collector fell behind
 
 
 class Environment(msgspec.Struct):

@@ -74,6 +74,7 @@ class Configure(_Msg, tag="configure"):
     cpu_kv_cache_gb: int
     events_port: int  # the collector's port, on the host the worker connected to
     heartbeat_s: float = 1.0
+    events_key: str = ""  # the collector's CURVE public key for that port
 
 
 class Refused(_Msg, tag="refused"):
@@ -128,11 +129,13 @@ class Ping(_Msg, tag="ping"):
     """A remote worker's clock probe (NTP-style); hosts do not share CLOCK_MONOTONIC."""
 
     t_ns: int
+    dropped: int = 0  # Events messages this worker could not send (the collector fell behind)
 
 
 class Heartbeat(_Msg, tag="heartbeat"):
     worker_id: int
     t_ns: int
+    dropped: int = 0
 
 
 class Done(_Msg, tag="done"):
@@ -275,6 +278,13 @@ class Stop(_Msg, tag="stop"):
     pass
 
 
+class Admit(_Msg, tag="admit"):
+    """A remote worker passed the token check: its CURVE key may now push events."""
+
+    worker_id: int
+    key: str
+
+
 class Progress(_Msg, tag="progress"):
     bench: int
     completed: int
@@ -294,7 +304,7 @@ class BenchResult(_Msg, tag="bench_result"):
 
 CoordinatorToWorker = Submit | Cancel | Shutdown | Configure | Refused | Pong
 WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Ping
-CoordinatorToCollector = BeginBench | Extend | EndBench | Snapshot | Lost | Stop
+CoordinatorToCollector = BeginBench | Extend | EndBench | Snapshot | Lost | Stop | Admit
 CollectorToCoordinator = Hello | Progress | BenchResult
 WorkerToCollector = Events
 
@@ -322,3 +332,23 @@ class WorkerConfig(msgspec.Struct):
     join_timeout_s: float = 600.0  # remote: how long to wait for the coordinator
     clock_skew_ns: int = 0  # tests only: pretend this host's clock is ahead by this much
     model: str | None = None  # remote: this host's path to the model, if not the head's
+    server_key: str = ""  # remote: the head's CURVE public key
+
+
+def read_config(path: str, type_: type) -> object:
+    """A child's config: JSON in a file only its user can read ("-": on standard input),
+    never on its command line."""
+    if path == "-":
+        import sys
+
+        return msgspec.json.decode(sys.stdin.buffer.read(), type=type_)
+    with open(path, "rb") as fh:
+        return msgspec.json.decode(fh.read(), type=type_)
+
+
+def write_config(path: str, config: object) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(msgspec.json.encode(config))

@@ -41,6 +41,26 @@ def free_port_pair() -> int:
     raise AssertionError("no free pair of ports")
 
 
+class Head:
+    """A head (``harness run --listen``) and what it printed for the workers to join it."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc, self.port = proc, port
+        assert proc.stderr is not None
+        self.printed = proc.stderr.readline()  # the join command, before anything else
+        joins = "harness worker --connect" in self.printed
+        self.key = self.printed.split("--server-key '", 1)[1].split("'", 1)[0] if joins else ""
+        self.token = self.printed.rsplit("--token ", 1)[1].strip() if joins else ""
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return out, self.printed + err
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
 def head(
     tmp_path: Path,
     port: int,
@@ -48,7 +68,7 @@ def head(
     options: dict[str, object],
     engine: str = "sim",
     token: str | None = TOKEN,
-) -> subprocess.Popen[str]:
+) -> Head:
     """``harness run --listen`` on this port, waiting for ``remote`` workers."""
     cmd = harness_cmd(
         tmp_path, engine=engine, listen=f"tcp://127.0.0.1:{port}", remote_workers=remote,
@@ -58,15 +78,19 @@ def head(
     env.pop("HARNESS_TOKEN", None)
     if token is not None:
         env["HARNESS_TOKEN"] = token
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    return Head(proc, port)
 
 
-def worker(port: int, *extra: str, token: str = TOKEN) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}"]
+def worker(
+    h: Head, *extra: str, token: str = TOKEN, key: str | None = None, join_s: int = 60
+) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{h.port}"]
+    cmd += ["--server-key", key or h.key]
     return subprocess.Popen(
-        [*cmd, "--token", token, "--join-timeout", "60", *extra],
+        [*cmd, "--token", token, "--join-timeout", str(join_s), *extra],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -138,12 +162,13 @@ def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_pa
         2,
         constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12),
     )
-    plain = worker(port)
+    plain = worker(h)
     # This host's clock pretends to be 1000 s ahead: only the offset estimate can fix that.
-    skewed = worker(port, "--clock-skew-s", "1000")
+    skewed = worker(h, "--clock-skew-s", "1000")
     _, err = h.communicate(timeout=120)
     assert h.returncode == 0, err
-    assert f"harness worker --connect tcp://127.0.0.1:{port} --token $HARNESS_TOKEN" in err
+    assert f"--connect tcp://127.0.0.1:{port} --server-key '{h.key}'" in h.printed
+    assert h.printed.rstrip().endswith("--token $HARNESS_TOKEN")
     for w in (plain, skewed):
         out, werr = w.communicate(timeout=30)
         assert w.returncode == 0, werr
@@ -170,24 +195,35 @@ def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_pa
     assert TOKEN not in json.dumps(rep)
 
 
+def curve_socket(ctx: zmq.Context, kind: int, server_key: str | None) -> zmq.Socket:
+    """A client socket: encrypted to ``server_key`` with a fresh key of its own, or plain."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    if server_key is not None:
+        public, secret = zmq.curve_keypair()
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode())
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    return sock
+
+
 def test_stray_clients_are_refused_and_the_run_completes(tmp_path):
     port = free_port_pair()
-    h = head(
-        tmp_path,
-        port,
-        1,
-        constant_rate("decode_ms=2", 100, 400, 10),
-    )
-    wrong = worker(port, token="not-the-token")
+    h = head(tmp_path, port, 1, constant_rate("decode_ms=2", 100, 400, 10))
+    wrong = worker(h, token="not-the-token")
     _, werr = wrong.communicate(timeout=60)
     assert wrong.returncode == 6 and "wrong token" in werr
+    # Without the head's key no connection is even made: the worker hears nothing.
+    other_key = zmq.curve_keypair()[0].decode()
+    blind = worker(h, key=other_key, join_s=3)
+    _, berr = blind.communicate(timeout=60)
+    assert blind.returncode == 6 and "no answer" in berr
     ctx = zmq.Context()
     enc = msgspec.msgpack.Encoder()
     dec = msgspec.msgpack.Decoder(m.CoordinatorToWorker)
     try:
-        stray = ctx.socket(zmq.DEALER)
-        stray.setsockopt(zmq.LINGER, 0)
-        stray.setsockopt(zmq.ROUTING_ID, b"rstray")
+        stray = curve_socket(ctx, zmq.DEALER, h.key)
+        stray.setsockopt(zmq.ROUTING_ID, b"w0")  # a local worker's identity: no use over TCP
         stray.connect(f"tcp://127.0.0.1:{port}")
         stray.send(enc.encode(m.Hello("worker", -1, 1, "x", 999, TOKEN)))
         assert stray.poll(10_000), "no answer to a Hello of another protocol version"
@@ -195,29 +231,34 @@ def test_stray_clients_are_refused_and_the_run_completes(tmp_path):
         assert isinstance(answer, m.Refused) and "protocol version 999" in answer.reason
         for junk in (b"\xc1junk", enc.encode(m.Done(0, [1, 2])), enc.encode(m.Ping(5))):
             stray.send(junk)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(f"tcp://127.0.0.1:{port + 1}")  # the collector's port
-        push.send(b"\x00garbage")
-        push.send(enc.encode(m.Events(0, 1, b"\x01" * 7, b"", b"", [], [], [])))
-        good = worker(port)
+        plain = curve_socket(ctx, zmq.DEALER, None)  # no CURVE at all: never connects
+        plain.connect(f"tcp://127.0.0.1:{port}")
+        plain.send(enc.encode(m.Hello("worker", -1, 1, "x", m.PROTOCOL_VERSION, TOKEN)))
+        for key in (None, h.key):  # the events port admits only keys the token check admitted
+            push = curve_socket(ctx, zmq.PUSH, key)
+            push.connect(f"tcp://127.0.0.1:{port + 1}")
+            push.send(b"\x00garbage", zmq.NOBLOCK)
+            push.send(enc.encode(m.Events(0, 1, b"\x01" * 7, b"", b"", [], [], [])), zmq.NOBLOCK)
+        good = worker(h)
         assert good.stdout is not None and "joined" in good.stdout.readline()
-        late = worker(port)  # the run has the one remote worker it asked for
+        late = worker(h)  # the run has the one remote worker it asked for
         _, lerr = late.communicate(timeout=60)
         assert late.returncode == 6 and "has all the workers it asked for" in lerr
         _, err = h.communicate(timeout=120)
         assert h.returncode == 0, err
         assert good.wait(timeout=30) == 0
+        assert not plain.poll(0)  # it never got an answer
     finally:
         ctx.destroy(0)
     rep = report(tmp_path)
     b = rep["benchmarks"][0]
     assert b["requests"]["completed"] == 400 and b["requests"]["failed"] == 0
     assert b["output_tokens"]["min"] == b["output_tokens"]["max"] == 10
+    assert b["collector"]["rejected"] == 0  # nothing reached the collector
     rejected = rep["rejected_messages"]
     assert rejected["remote worker refused: wrong token"] == 1
-    assert rejected["unknown sender"] >= 2
-    assert rejected["undecodable"] >= 1
+    assert rejected["unknown sender (tcp)"] >= 2
+    assert rejected["undecodable (tcp)"] >= 1
     assert "rejected a message: remote worker refused: wrong token" in err
 
 
@@ -231,10 +272,8 @@ def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path
         token=None,
     )
     # Without a token the head makes one and prints the command that joins.
-    assert h.stderr is not None
-    printed = h.stderr.readline()
-    assert f"--connect tcp://127.0.0.1:{port} --token " in printed
-    w = worker(port, token=printed.rsplit("--token ", 1)[1].strip())
+    assert f"--connect tcp://127.0.0.1:{port} --server-key '{h.key}' --token " in h.printed
+    w = worker(h, token=h.token)
     deadline = time.monotonic() + 60
     while "joined" not in (line := w.stdout.readline() if w.stdout else ""):
         assert time.monotonic() < deadline and line, "the remote worker did not join"

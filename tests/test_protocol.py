@@ -42,6 +42,7 @@ CASES = [
     (codec.to_worker, m.Refused("wrong token")),
     (codec.to_worker, m.Pong(-5, 10**18)),
     (codec.to_coordinator, m.Ping(123)),
+    (codec.to_coordinator, m.Ping(123, 4)),
     (codec.to_coordinator, m.Hello("worker", 3, 999, "node1", 1, "tok", {"python": "3.11"})),
     (codec.to_coordinator, m.Ready(INFO)),
     (codec.to_coordinator, m.StartupFailed(0, "ValueError: bad model")),
@@ -58,6 +59,7 @@ CASES = [
     (codec.to_collector, m.Lost(0, [m.Started(1, 0, 0, 5, 0, 8, 4)], "worker 0 died", 77)),
     (codec.to_collector, m.Snapshot(1, INFO_B)),
     (codec.to_collector, m.Stop()),
+    (codec.to_collector, m.Admit(3, "iHVRxBK[U(DOqsT/dZAOBdm[&G@Y4oX1pY8X9rn=")),
     (
         codec.events,
         m.Events(

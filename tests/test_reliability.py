@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,7 +119,7 @@ def test_hostile_traffic_is_rejected_and_the_run_completes(tmp_path):
         data="prompt_tokens=8,output_tokens=10",
     )
     worker = children_named(proc.pid, "harness-worker-0")[0]
-    cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
+    cfg = m.read_config(worker.cmdline()[-1], m.WorkerConfig)
     ctx = zmq.Context()
     rng = np.random.default_rng(5)
     try:
@@ -141,6 +143,7 @@ def test_hostile_traffic_is_rejected_and_the_run_completes(tmp_path):
             enc.encode(m.Cancel([1])),
             enc.encode(m.Events(9, 1, b"\x01" * 7, b"", b"", [], [], [])),  # ragged columns
             enc.encode(m.Events(9, 1, b"", b"", b"", [m.Started(10**12, 0, 0, 1, 1, 1, 1)])),
+            enc.encode(m.Events(70000, 1, b"", b"", b"", [m.Started(1, 0, 0, 1, 1, 1, 1)])),
             enc.encode(m.Events(9, 1, b"", b"", b"", [], [m.Finished(10**9, 1, 1, "length")])),
         ]
         for _ in range(20):
@@ -171,7 +174,7 @@ def test_ipc_folder_is_private(tmp_path):
         data="prompt_tokens=8,output_tokens=10",
     )
     worker = children_named(proc.pid, "harness-worker-0")[0]
-    cfg = msgspec.json.decode(worker.cmdline()[-1], type=m.WorkerConfig)
+    cfg = m.read_config(worker.cmdline()[-1], m.WorkerConfig)
     folder = Path(cfg.coordinator_addr.removeprefix("ipc://")).parent
     assert folder.stat().st_mode & 0o777 == 0o700
     proc.send_signal(signal.SIGINT)
@@ -226,3 +229,87 @@ def test_collector_death_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     b = rep["benchmarks"][0]
     assert b["requests"]["completed"] >= mid["benchmarks"][0]["requests"]["completed"]
     assert b["stop_reason"] == rep["stop_reason"]
+
+
+def _ipc_folder(pid: int) -> Path:
+    """The run's private ipc folder: where its children's configs are."""
+    worker = children_named(pid, "harness-worker-0")[0]
+    return Path(worker.cmdline()[-1]).parent
+
+
+def _long_run(tmp_path: Path, **extra: object) -> subprocess.Popen[str]:
+    opts = dict(sim="decode_ms=10", profile="concurrent", concurrency="4", max_requests=100000,
+                data="prompt_tokens=8,output_tokens=20")  # fmt: skip
+    return start(tmp_path, **(opts | extra))
+
+
+def _left_behind(proc: subprocess.Popen[str], kids: list[psutil.Process], folder: Path) -> None:
+    _, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == []
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["once", "twice 100 ms apart"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_signals_leave_a_valid_partial_report_and_nothing_behind(tmp_path, sig, twice):
+    proc = _long_run(tmp_path)
+    folder = _ipc_folder(proc.pid)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(2.0)
+    proc.send_signal(sig)
+    if twice:
+        time.sleep(0.1)
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    assert rep["partial"] is True and rep["stop_reason"].startswith("interrupted")
+    (b,) = rep["benchmarks"]  # what the benchmark cut short measured, even after a second signal
+    assert b["requests"]["completed"] > 0 and accounted(b)
+    _left_behind(proc, kids, folder)
+
+
+@pytest.mark.parametrize("how", ["closed", "broken pipe"])
+def test_a_closed_or_broken_stderr_never_ends_a_run(tmp_path, how):
+    from harness.options import run_argv
+
+    argv = run_argv(engine="sim", sim="decode_ms=2", profile="constant", rate=100, max_requests=200,
+                    data="prompt_tokens=8,output_tokens=10", output=tmp_path / "out.json",
+                    log_dir=tmp_path / "logs")  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "run", *argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if how == "closed":
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                preexec_fn=lambda: os.close(2))  # fmt: skip
+        code = proc.wait(timeout=120)
+    else:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        assert proc.stderr is not None
+        proc.stderr.read(1)  # like `| head -c 1`: then nobody reads it any more
+        proc.stderr.close()
+        code = proc.wait(timeout=120)
+    assert code == 0
+    b = json.loads((tmp_path / "out.json").read_text())["benchmarks"][0]
+    assert b["requests"]["completed"] == 200
+
+
+def test_a_disk_error_at_the_end_saves_the_report_elsewhere(tmp_path):
+    target = tmp_path / "reports"
+    target.mkdir()
+    proc = start(tmp_path, sim="decode_ms=5", profile="constant", rate=50, max_requests=100,
+                 data="prompt_tokens=8,output_tokens=10",
+                 output=[target / "run.json", tmp_path / "other.csv"])  # fmt: skip
+    children_named(proc.pid, "harness-worker-0")
+    target.rmdir()
+    target.write_text("now a file: nothing can be written under it")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    line = [ln for ln in err.splitlines() if "cannot write" in ln][0]
+    saved = Path(line.rsplit("saved it as ", 1)[1])
+    rep = json.loads(saved.read_text())
+    assert rep["benchmarks"][0]["requests"]["completed"] == 100
+    assert (tmp_path / "other.csv").read_text().count("\n") == 2  # the other output is written
+    saved.unlink()

@@ -223,7 +223,7 @@ def test_a_real_remote_worker_joins_over_tcp_on_a_skewed_clock(tmp_path):
              data=f"prompt_tokens={PROMPT},output_tokens={OUTPUT}"),
         engine="vllm",
     )  # fmt: skip
-    w = worker(port, "--clock-skew-s", "-500")
+    w = worker(h, "--clock-skew-s", "-500")
     _, err = h.communicate(timeout=600)
     assert h.returncode == 0, err
     assert w.wait(timeout=60) == 0

@@ -1,15 +1,15 @@
-"""Worker process entry: ``python -m workers.main harness-worker-N CONFIG_JSON``.
+"""Worker process entry: ``python -m workers.main harness-worker-N CONFIG_FILE``.
 
-The first argument only names the process for ``ps``. The coordinator sets
-``CUDA_VISIBLE_DEVICES`` and the vLLM CPU variables in this process's
-environment before it starts, so nothing here can import torch too early.
+The first argument only names the process for ``ps``; the config (with the run's token)
+is a file only this user can read. The coordinator sets ``CUDA_VISIBLE_DEVICES`` and
+the vLLM CPU variables in this process's environment before it starts, so nothing
+here can import torch too early.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import zmq
 
-from protocol import codec
+from protocol import codec, transport
 from protocol import messages as m
-from protocol.transport import make_socket, split_tcp, worker_identity
+from protocol.transport import make_socket, split_tcp
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
 from workers.placement import PlacementError, place_remote
@@ -34,6 +34,10 @@ EXIT_REFUSED = 6  # remote: refused, or no coordinator answered in time
 # Remote: the coordinator answers every Ping, so this long a silence means it is gone.
 ORPHAN_AFTER_S = 30.0
 CLOCK_PROBES = 16
+# A PUSH to the collector blocks at its high-water mark, which slows this worker (and its
+# engine) down rather than letting the collector's queue grow; after this long the
+# message is dropped and counted, and the report says how many.
+EVENTS_SEND_TIMEOUT_MS = 10_000
 
 
 def _one_line(e: BaseException) -> str:
@@ -46,12 +50,16 @@ class Worker:
         self.cfg = cfg
         self.ctx = zmq.Context()
         # A remote worker learns its id only in Configure: until then a random identity.
-        ident = b"r" + secrets.token_hex(8).encode() if cfg.remote else None
-        self.dealer = make_socket(
-            self.ctx, zmq.DEALER, identity=ident or worker_identity(cfg.worker_id)
-        )
+        # The coordinator's ROUTER names this connection; the Hello (token, pid) says who we are.
+        # The coordinator is trusted and its Submits can be large (long prompts in batches).
+        self.dealer = make_socket(self.ctx, zmq.DEALER, max_frame=-1)
+        self.keys = transport.curve_keypair() if cfg.remote else None
+        if self.keys is not None:
+            transport.curve_client(self.dealer, cfg.server_key, self.keys)
         self.dealer.connect(cfg.coordinator_addr)
         self.push = make_socket(self.ctx, zmq.PUSH)
+        self.push.setsockopt(zmq.SNDTIMEO, EVENTS_SEND_TIMEOUT_MS)
+        self.dropped = 0
         if not cfg.remote:
             self.push.connect(cfg.collector_addr)  # remote: only once the coordinator admits it
         self.up = codec.to_coordinator()
@@ -82,7 +90,10 @@ class Worker:
         )
 
     def _send_events(self, msg: m.Events) -> None:
-        self.push.send(self.ev.encode(msg), copy=False)
+        try:
+            self.push.send(self.ev.encode(msg), copy=False)
+        except zmq.Again:
+            self.dropped += 1
 
     def _send_up(self, msg: Any) -> None:
         self.dealer.send(self.up.encode(msg), copy=False)
@@ -123,7 +134,7 @@ class Worker:
             if os.getppid() != parent:
                 os._exit(EXIT_ORPHANED)  # our parent is gone: nobody will stop us
             if not cfg.remote:
-                self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns()))
+                self._send_up(m.Heartbeat(cfg.worker_id, time.monotonic_ns(), self.dropped))
             else:
                 # A remote worker's Ping is its heartbeat; it also follows drift between the
                 # hosts' clocks, and the head answers every one: unanswered for long, it is
@@ -135,7 +146,7 @@ class Worker:
                 elif now - self.unanswered_since > ORPHAN_AFTER_S:
                     print(f"{self.name}: the coordinator went silent; exiting", flush=True)
                     os._exit(EXIT_ORPHANED)
-                self._send_up(m.Ping(self._now_ns()))
+                self._send_up(m.Ping(self._now_ns(), self.dropped))
             if getattr(self.engine, "dead", False):
                 self.outbox.flush()
                 os._exit(EXIT_ENGINE_DIED)
@@ -177,6 +188,8 @@ class Worker:
         cfg.device = device
         cfg.devices = slot.devices
         host, _ = split_tcp(cfg.coordinator_addr)
+        assert self.keys is not None
+        transport.curve_client(self.push, reply.events_key, self.keys)
         self.push.connect(f"tcp://{host}:{reply.events_port}")
         for _ in range(CLOCK_PROBES):
             self._send_up(m.Ping(self._now_ns()))
@@ -248,9 +261,10 @@ class Worker:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m workers.main NAME CONFIG_JSON", file=sys.stderr)
+        print("usage: python -m workers.main NAME CONFIG_FILE", file=sys.stderr)
         return 2
-    cfg = msgspec.json.decode(argv[1], type=m.WorkerConfig)
+    cfg = m.read_config(argv[1], m.WorkerConfig)
+    assert isinstance(cfg, m.WorkerConfig)
     # The coordinator owns Ctrl-C: it aborts requests and then tells us to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker = Worker(cfg)
