@@ -52,8 +52,14 @@ COLUMNS: dict[str, type] = {
 
 
 class BenchAccumulator:
-    def __init__(self, begin: m.BeginBench, on_end: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        begin: m.BeginBench,
+        on_end: Callable[[int], None] | None = None,
+        token_times: bool = False,
+    ) -> None:
         self.bench = begin.bench
+        self.name = begin.name
         self.t0_ns = begin.t0_ns
         self.rid_lo = begin.rid_lo
         self.rid_hi = begin.rid_hi
@@ -76,6 +82,8 @@ class BenchAccumulator:
         self.late = 0  # well-formed records of another benchmark: dropped, not an error
         self.end_msg: m.EndBench | None = None
         self.end_deadline = 0.0
+        # --save-token-times: each running request's outputs (time, tokens), until it ends.
+        self.token_times: dict[int, list[tuple[int, int]]] | None = {} if token_times else None
 
     # --- rows ----------------------------------------------------------------
 
@@ -178,6 +186,9 @@ class BenchAccumulator:
         c["n_out"][uk] += total[uk].astype(np.int32)
         np.add.at(c["n_chunks"], k, 1)
         self.out_tokens += int(total.sum())
+        if self.token_times is not None:
+            for ki, ti, ni in zip(k.tolist(), t.tolist(), n.tolist(), strict=True):
+                self.token_times.setdefault(ki, []).append((ti, ni))
         self._measured_outputs(k, n, t, prev, first)
 
     def _measured_outputs(self, k: np.ndarray, n: np.ndarray, t: np.ndarray, prev: np.ndarray,
@@ -282,6 +293,13 @@ class BenchAccumulator:
                 self.errors[error if fits else "other"] += 1
         if self.on_end is not None:
             self.on_end(k)
+
+    def pending_rows(self) -> list[int]:
+        """Rows of requests that started and never ended (their end never came)."""
+        c = self.c
+        return np.flatnonzero(
+            c["started"][: self.size] & (c["status"][: self.size] == PENDING)
+        ).tolist()
 
     # --- what the statistics read --------------------------------------------
 

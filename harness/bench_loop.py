@@ -129,7 +129,7 @@ class BenchLoop:
         self._deadlines = plan.offsets_ns + b.t0_ns if plan.offsets_ns is not None else None
         self.announced = self._rid_bound(b)
         self.fleet.to_collector(m.BeginBench(index, b.t0_ns, b.rid_lo, self.announced,
-                                             self.max_tokens, self.max_prompt))  # fmt: skip
+                                             self.max_tokens, self.max_prompt, plan.name))  # fmt: skip
         # The collector must know the benchmark before any of its events can reach it:
         # they travel on another socket, so wait for its first Progress as the ack.
         deadline = time.monotonic() + RESULT_TIMEOUT_S

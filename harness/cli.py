@@ -121,6 +121,38 @@ def report(
 
 
 @app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="a report written by harness run (.json)")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="vllm: the files of vllm bench serve --save-result, one per benchmark",
+            metavar="vllm",
+        ),
+    ] = "vllm",
+    output_dir: Annotated[
+        Path, typer.Option(help="where to write them (a folder per benchmark)", metavar="DIR")
+    ] = Path("export"),
+) -> None:
+    """Write a saved run in another tool's format (per-request arrays where it saved its requests)."""
+    from harness import checks
+    from harness.export import FORMATS, export_vllm
+
+    if format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir}: not a directory")
+    checks.writable_file(output_dir / "probe", "--output-dir")
+    try:
+        rep = read_json(path)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    for p in export_vllm(rep, output_dir):
+        print(p)
+
+
+@app.command()
 def compare(
     runs: Annotated[
         Optional[list[Path]], typer.Argument(help="reports; the first is the base")

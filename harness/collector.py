@@ -21,6 +21,7 @@ import zmq
 
 from harness import stats
 from harness.accumulator import BIN_NS, MAX_WORKER_ID, BenchAccumulator
+from harness.records import RecordSink, record
 from protocol import codec, transport
 from protocol import messages as m
 from protocol.results import BenchmarkResult, CollectorStats
@@ -41,11 +42,14 @@ class CollectorConfig(msgspec.Struct):
     parent_pid: int = 0
     events_tcp: str | None = None  # multi-node: remote workers push here too, over CURVE
     events_secret: str | None = None  # that port's CURVE secret key
+    records: list[str] = []  # per-request record files (.jsonl, .jsonl.gz, .parquet)
+    save_token_times: bool = False
 
 
 class Collector:
     def __init__(self, cfg: CollectorConfig) -> None:
         self.cfg = cfg
+        self.sink = RecordSink(cfg.records) if cfg.records else None
         self.gate = transport.KeyGate()  # remote workers' keys, as the coordinator admits them
         self.bench: BenchAccumulator | None = None
         self.rejected: Counter[str] = Counter()  # messages no benchmark could take
@@ -110,13 +114,18 @@ class Collector:
         rejected = acc.rejected + self.rejected
         res.collector = CollectorStats(acc.messages, acc.entries, acc.busy_ns / 1e9,
                                        sum(rejected.values()), dict(rejected), acc.late)  # fmt: skip
+        if self.sink is not None:
+            res.collector.records_written = self.sink.written + len(self.sink.rows)
+            res.collector.records_error = self.sink.error
         return res
 
     def control(self, msg: m.CoordinatorToCollector, dealer: zmq.Socket) -> bool:
         """One message from the coordinator; False when it says stop."""
         acc = self.bench
         if isinstance(msg, m.BeginBench):
-            self.bench = BenchAccumulator(msg)
+            self.bench = BenchAccumulator(msg, token_times=self.cfg.save_token_times)
+            if self.sink is not None:
+                self.bench.on_end = self._recorder(self.bench)
             self.rejected.clear()
             dealer.send(self.up.encode(self.bench.progress()))  # the ack
         elif isinstance(msg, m.Extend):
@@ -140,12 +149,27 @@ class Collector:
             return False
         return True
 
+    def _recorder(self, acc: BenchAccumulator):  # type: ignore[no-untyped-def]
+        sink = self.sink
+        assert sink is not None
+
+        def on_end(k: int) -> None:
+            times = acc.token_times.pop(k, []) if acc.token_times is not None else None
+            sink.add(record(acc, k, acc.name, times))
+
+        return on_end
+
     def _finish_if_done(self, dealer: zmq.Socket) -> None:
         acc = self.bench
         end = acc.end_msg if acc is not None else None
         if acc is None or end is None:
             return
         if acc.n_ended >= end.expected_rids or time.monotonic() > acc.end_deadline:
+            if self.sink is not None:  # every request that started has its row, ended or not
+                for k in acc.pending_rows():
+                    times = acc.token_times.pop(k, []) if acc.token_times is not None else None
+                    self.sink.add(record(acc, k, acc.name, times))
+                self.sink.flush()
             dealer.send(self.up.encode(m.BenchResult(acc.bench, self.result(acc, end.info))))
             self.bench = None  # its columns go; anything of it that still comes is late
 
@@ -234,6 +258,8 @@ class Collector:
                 if self.cfg.parent_pid and os.getppid() != self.cfg.parent_pid:
                     return 1  # the coordinator is gone
         finally:
+            if self.sink is not None:
+                self.sink.close()
             for sock in (*pulls.values(), link):
                 sock.close(0)
             if auth is not None:

@@ -85,6 +85,8 @@ class Run:
     command: tuple[str, ...]
     run_id: str
     no_clobber: bool = False
+    records: tuple[Path, ...] = ()  # per-request record files, written by the collector
+    save_token_times: bool = False
 
     @property
     def engine(self) -> EngineSpec:

@@ -397,6 +397,8 @@ class Fleet:
             slo=run.config.slo,
             parent_pid=os.getpid(),
             events_secret=self.events_keys[1] if self.events_tcp else None,
+            records=[str(p) for p in run.records],
+            save_token_times=run.save_token_times,
         )
         self.collector = self._spawn(
             "harness-collector", b"collector", "harness.collector", ccfg, {}, spare

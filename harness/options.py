@@ -90,7 +90,8 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     drain_timeout: Annotated[float, opt(LIMITS, "seconds in-flight requests get after the last send, then they are aborted", metavar="S")] = 60.0  # fmt: skip
     startup_timeout: Annotated[float, opt(LIMITS, "seconds every engine gets to start", metavar="S")] = 600.0  # fmt: skip
     # --- output ----------------------------------------------------------------
-    output: Annotated[list[Path], opt(OUTPUT, "report file: .json (the source of truth), .csv or .html; repeatable [default: results/runs/<run-id>.json]", metavar="FILE")] = []  # fmt: skip
+    output: Annotated[list[Path], opt(OUTPUT, "report file: .json (the source of truth), .csv or .html; or every request on record: .jsonl, .jsonl.gz, .parquet (pyarrow); repeatable [default: results/runs/<run-id>.json]", metavar="FILE")] = []  # fmt: skip
+    save_token_times: Annotated[bool, opt(OUTPUT, "add each output's arrival time and token count to the request records (.jsonl output)")] = False  # fmt: skip
     output_dir: Annotated[Optional[Path], opt(OUTPUT, "write <run-id>.json, .csv and .html in this folder", metavar="DIR")] = None  # fmt: skip
     slo: Annotated[Optional[str], opt(OUTPUT, "goodput limits, ms: ttft_ms=500,tpot_ms=50,e2e_ms=...", metavar="KEY=MS[,...]")] = None  # fmt: skip
     checkpoint_s: Annotated[float, opt(OUTPUT, "rewrite the report this often while a benchmark runs, seconds (0: never)", metavar="S", flag="--checkpoint-s")] = 30.0  # fmt: skip

@@ -66,6 +66,11 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
     workload, wspec = _workload(o, engine, sources, limits, profile)
     network = _network(o)
     run_id = dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    outputs, records = _outputs(o.output, o.output_dir, run_id, o.no_clobber)
+    if o.save_token_times and not records:
+        _refuse(
+            o, ["save_token_times"], "adds to the request records: give --output FILE.jsonl too"
+        )
     config = RunConfig(
         engine=engine,
         workers=o.workers,
@@ -85,9 +90,11 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         profile=profile,
         workload=workload,
         replay_ns=sources.replay_ns,
-        outputs=tuple(_outputs(o.output, o.output_dir, run_id, o.no_clobber)),
+        outputs=tuple(outputs),
         log_dir=_log_dir(o.log_dir, run_id),
         no_clobber=o.no_clobber,
+        records=tuple(records),
+        save_token_times=o.save_token_times,
         network=network,
         quiet=o.quiet,
         command=tuple(command),
@@ -487,10 +494,17 @@ def _checkpoint(value: float) -> float | None:
     return value or None
 
 
-def check_outputs(paths: Sequence[Path], name: str = "--output") -> list[Path]:
+def check_outputs(
+    paths: Sequence[Path], name: str = "--output", records: bool = False
+) -> list[Path]:
+    from harness.records import RECORD_SUFFIXES, is_records
+
     for p in paths:
-        if p.suffix not in OUTPUT_SUFFIXES:
-            raise UsageError(f"{name} {p}: the name must end in {', '.join(OUTPUT_SUFFIXES)}")
+        if p.suffix not in OUTPUT_SUFFIXES and not (records and is_records(p)):
+            ends = ", ".join(OUTPUT_SUFFIXES + (RECORD_SUFFIXES if records else ()))
+            raise UsageError(f"{name} {p}: the name must end in {ends}")
+        if str(p).endswith(".parquet"):
+            _need_pyarrow(p, name)
         checks.writable_file(p, name)
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
@@ -498,19 +512,36 @@ def check_outputs(paths: Sequence[Path], name: str = "--output") -> list[Path]:
     return list(paths)
 
 
-def _outputs(paths: list[Path], folder: Path | None, run_id: str, no_clobber: bool) -> list[Path]:
+def _need_pyarrow(path: Path, name: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise UsageError(
+            f"{name} {path}: .parquet needs pyarrow (pip install 'vllm-harness[parquet]')"
+        )
+
+
+def _outputs(
+    paths: list[Path], folder: Path | None, run_id: str, no_clobber: bool
+) -> tuple[list[Path], list[Path]]:
+    """(report files, request record files)."""
+    from harness.records import is_records
+
     out = list(paths)
     if folder is not None:
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--output-dir {folder}: not a directory")
         out += [folder / f"{run_id}{s}" for s in OUTPUT_SUFFIXES]
-    if not out:
-        out = [Path("results") / "runs" / f"{run_id}.json"]
+    reports = [p for p in out if not is_records(p)]
+    if not reports:
+        reports = [Path("results") / "runs" / f"{run_id}.json"]
+        out = [*out, *reports]
     if no_clobber:
         for p in out:
             if p.exists():
                 raise UsageError(f"--output {p}: exists (--no-clobber)")
-    return check_outputs(out)
+    check_outputs(out, records=True)
+    return reports, [p for p in out if is_records(p)]
 
 
 def _log_dir(given: Path | None, run_id: str) -> Path:

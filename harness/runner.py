@@ -58,6 +58,7 @@ class Execution:
             partial=partial,
             stop_reason=why,
             rejected_messages=dict(self.fleet.rejected),
+            records=[str(p.resolve()) for p in self.run.records],
         )
 
     def checkpoint(self, running: BenchmarkResult) -> None:

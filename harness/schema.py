@@ -64,3 +64,4 @@ class Report(msgspec.Struct):
     # Foreign or malformed messages the coordinator dropped, by kind (the collector's
     # count is per benchmark, in its CollectorStats).
     rejected_messages: dict[str, int] = {}
+    records: list[str] = []  # per-request record files of this run (harness export reads them)

@@ -225,6 +225,7 @@ class BeginBench(_Msg, tag="begin_bench"):
     rid_hi: int
     max_tokens: int
     max_prompt: int
+    name: str = ""
 
 
 class Extend(_Msg, tag="extend"):

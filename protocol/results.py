@@ -48,6 +48,8 @@ class Throughput(msgspec.Struct):
     # vLLM's: the most outputs in one second, and the most requests open in one second.
     max_output_tokens_per_s: float = 0.0
     max_concurrent_requests: int = 0
+    input_tokens: int = 0  # totals over completed measured requests
+    output_tokens: int = 0
 
 
 class WorkerStats(msgspec.Struct):
@@ -90,6 +92,8 @@ class CollectorStats(msgspec.Struct):
     rejected: int  # malformed or foreign messages (or parts of them) dropped
     rejected_by_kind: dict[str, int] = {}  # "kind (peer)": count
     late: int = 0  # well-formed records of an earlier benchmark, dropped
+    records_written: int = 0  # per-request rows written so far (--output *.jsonl)
+    records_error: str | None = None  # why writing them stopped, if it did
 
 
 class Goodput(msgspec.Struct):

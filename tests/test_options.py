@@ -81,7 +81,7 @@ def values(name: str, f: dict) -> tuple[object, object]:
         "slo": ("ttft_ms=1", "ttft_ms=2"), "checkpoint_s": (0.0, 5.0),
         "log_dir": (d / "l1", d / "l2"), "quiet": (True, False),
         "listen": ("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7003"), "remote_workers": (1, 2),
-        "token": ("a", "b"), "no_clobber": (True, False),
+        "token": ("a", "b"), "no_clobber": (True, False), "save_token_times": (True, False),
     }  # fmt: skip
     if name == "data" and f.get("profile") == "replay":
         return [f["traces"][0]], [f["traces"][1]]
@@ -117,6 +117,7 @@ def fingerprint(run) -> bytes:  # type: ignore[no-untyped-def]
     return msgspec.json.encode({
         "config": config, "slots": run.slots, "outputs": [str(x) for x in run.outputs],
         "log": str(run.log_dir), "quiet": run.quiet, "plans": plans, "no_clobber": run.no_clobber,
+        "records": [str(x) for x in run.records], "token_times": run.save_token_times,
         "network": dataclasses.asdict(run.network) if run.network else None,
         "samples": [[s.prompt, s.output_tokens] for s in run.workload.samples],
     })  # fmt: skip
