@@ -16,7 +16,7 @@ import typer
 from harness import runner
 from harness.checks import UsageError
 from harness.options import RunOptions, WorkerOptions, typer_command
-from harness.report import ReportError, read_json, summary
+from harness.report import ReportError, print_end_table, read_json, summary
 
 app = typer.Typer(
     add_completion=False,
@@ -107,7 +107,7 @@ def report(
         list[Path], typer.Option(help="render to .json, .csv or .html; repeatable", metavar="FILE")
     ] = [],
 ) -> None:
-    """Print a saved run's tables again, or render it as CSV or HTML."""
+    """Print a saved run's details (a block per benchmark, then one table), or render it."""
     from harness.output import atomic_write
     from harness.render import render
     from harness.resolve import check_outputs
@@ -117,7 +117,10 @@ def report(
         rep = read_json(path)
     except ReportError as e:
         raise UsageError(str(e)) from None
-    print(summary(rep))
+    print(summary(rep) + "\n")
+    from rich.console import Console
+
+    print_end_table(rep, Console(highlight=False))
     for out in output:
         try:
             atomic_write(out, render(rep, out))

@@ -96,6 +96,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     checkpoint_s: Annotated[float, opt(OUTPUT, "rewrite the report this often while a benchmark runs, seconds (0: never)", metavar="S", flag="--checkpoint-s")] = 30.0  # fmt: skip
     log_dir: Annotated[Optional[Path], opt(OUTPUT, "per-process logs [default: results/logs/<time>]", metavar="DIR")] = None  # fmt: skip
     quiet: Annotated[bool, opt(OUTPUT, "no progress and no tables: only errors and the paths written")] = False  # fmt: skip
+    verbose: Annotated[bool, opt(OUTPUT, "show each worker's log (vLLM's own lines) while engines start; on a terminal, the v key toggles it")] = False  # fmt: skip
     # --- multi-node ------------------------------------------------------------
     listen: Annotated[Optional[str], opt(MULTINODE, "where remote workers join (harness worker --connect); the collector takes PORT+1", metavar="tcp://HOST:PORT")] = None  # fmt: skip
     remote_workers: Annotated[int, opt(MULTINODE, "remote workers to wait for, besides --workers", metavar="N")] = 0  # fmt: skip

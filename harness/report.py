@@ -6,7 +6,12 @@ import math
 from pathlib import Path
 
 import msgspec
+from rich.cells import cell_len
+from rich.columns import Columns
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from harness.profiles.schedule import rate_name
 from harness.schema import SCHEMA_VERSION, BenchmarkResult, Dist, Report
@@ -135,7 +140,7 @@ def load_cell(b: BenchmarkResult) -> str:
     """The load a benchmark put on the engines, short: profile and rate, streams or cap."""
     ld = b.load
     if ld.requested_rate is not None:
-        return f"{ld.profile} {fmt_sig(ld.requested_rate)}/s"
+        return rate_name(ld.profile, ld.requested_rate).replace("@", " ")
     if ld.profile == "concurrent" and ld.concurrency is not None:
         return f"concurrent {ld.concurrency}"
     return bench_label(b)
@@ -145,28 +150,52 @@ def _p(d: Dist | None, key: str) -> str:
     return fmt_sig(None if d is None else getattr(d, key))
 
 
+def _end_columns(report: Report) -> list[tuple[str, str, list[str]]]:
+    """(header, unit, cells) of each column after the load: what the end of a run shows."""
+    bs = report.benchmarks
+    cols = [("req/s", "", [fmt_sig(b.throughput.requests_per_s) for b in bs]),
+            ("out\ntok/s", "", [fmt_sig(b.throughput.output_tokens_per_s) for b in bs])]  # fmt: skip
+    for m in ("TTFT", "ITL", "E2E"):
+        for q in ("p50", "p99"):
+            cols.append((f"{m}\n{q}", "ms", [_p(getattr(b, f"{m.lower()}_ms"), q) for b in bs]))
+    if report.config.get("slo"):
+        good = [fmt_sig(b.goodput.requests_per_s) if b.goodput else "-" for b in bs]
+        cols.append(("good\nreq/s", "", good))
+    cols.append(("failed", "", [str(b.requests.failed) for b in bs]))
+    if any(b.requests.aborted for b in bs):
+        cols.append(("aborted", "", [str(b.requests.aborted) for b in bs]))
+    return cols
+
+
 def end_table(report: Report) -> Table:
     """One row per benchmark, made to fit 80 columns: short headers with units, 3 digits."""
-    slo = bool(report.config.get("slo"))
-    aborted = any(b.requests.aborted for b in report.benchmarks)
     t = Table(box=None, padding=(0, 1), collapse_padding=True, pad_edge=False,
               header_style="bold", row_styles=["", "dim"] if len(report.benchmarks) > 3 else None)  # fmt: skip
     t.add_column("load", overflow="fold")
-    # Three header lines (name, statistic, unit) keep the latency columns 5 characters wide.
-    heads = ["req/s", "out\ntok/s"]
-    heads += [f"{m}\n{q}\nms" for m in ("TTFT", "ITL", "E2E") for q in ("p50", "p99")]
-    heads += ["good\nreq/s"] * slo + ["failed"] + ["abort-\ned"] * aborted
-    for h in heads:
-        t.add_column(h, justify="right", no_wrap=True)
-    for b in report.benchmarks:
-        row = [load_cell(b), fmt_sig(b.throughput.requests_per_s),
-               fmt_sig(b.throughput.output_tokens_per_s)]  # fmt: skip
-        for d in (b.ttft_ms, b.itl_ms, b.e2e_ms):
-            row += [_p(d, "p50"), _p(d, "p99")]
-        if slo:
-            row.append(fmt_sig(b.goodput.requests_per_s) if b.goodput else "-")
-        row.append(str(b.requests.failed))
-        if aborted:
-            row.append(str(b.requests.aborted))
-        t.add_row(*row)
+    cols = _end_columns(report)
+    for head, unit, _ in cols:
+        # Three header lines (name, statistic, unit) keep the latency columns 5 characters wide.
+        t.add_column(f"{head}\n{unit}" if unit else head, justify="right", no_wrap=True)
+    for i, b in enumerate(report.benchmarks):
+        t.add_row(load_cell(b), *(cells[i] for _, _, cells in cols))
     return t
+
+
+def end_blocks(report: Report) -> Group:
+    """The same figures, a block per benchmark: for terminals too narrow for the table."""
+    cols = _end_columns(report)
+    parts: list[RenderableType] = []
+    for i, b in enumerate(report.benchmarks):
+        items = [Text.assemble((head.replace("\n", " ") + " ", "dim"), cells[i] + (f" {unit}" if unit else ""))
+                 for head, unit, cells in cols]  # fmt: skip
+        parts += [Text(load_cell(b), style="bold"), Columns(items, padding=(0, 2))]
+    return Group(*parts)
+
+
+def print_end_table(report: Report, console: Console) -> None:
+    """The table where it fits the console (its load column may wrap between words), else blocks."""
+    table = end_table(report)
+    one_line = Measurement.get(console, console.options.update(width=10**4), table).maximum
+    loads = ["load", *(load_cell(b) for b in report.benchmarks)]
+    slack = max(map(cell_len, loads)) - max(cell_len(w) for ld in loads for w in ld.split())
+    console.print(table if one_line - slack <= console.width else end_blocks(report))

@@ -89,9 +89,16 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         log_dir=o.log_dir or Path("results") / "logs" / run_id.removeprefix("run-"),
         network=network,
         quiet=o.quiet,
+        verbose=_verbose(o),
         command=tuple(command),
         run_id=run_id,
     )
+
+
+def _verbose(o: RunOptions) -> bool:
+    if o.verbose and o.quiet:
+        raise UsageError("--verbose shows workers' logs and --quiet hides all progress: give one")
+    return o.verbose
 
 
 # --- engine and placement -----------------------------------------------------
