@@ -92,8 +92,7 @@ class Display:
         self.tails: dict[str, LogTail] = {}
         self.since = time.monotonic()
         self.last_draw = 0.0
-        self.current = -1
-        self.starting = True
+        self.current = -1  # the last benchmark whose end was shown
 
     def __enter__(self) -> Display:
         self.since = time.monotonic()
@@ -115,8 +114,14 @@ class Display:
     def _safe(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
         try:
             fn(*args)
-        except (OSError, ValueError):
-            self.quiet, self.tty, self.live = True, False, None
+        except (OSError, ValueError):  # stderr closed or a broken pipe: no more display
+            live, self.live = self.live, None
+            self.quiet, self.tty = True, False
+            if live is not None:
+                try:
+                    live.stop()  # gives sys.stderr back, whatever its last write does
+                except (OSError, ValueError):
+                    pass
 
     def _due(self, force: bool) -> bool:
         now = time.monotonic()
@@ -185,6 +190,8 @@ class Display:
         if self.quiet:
             return
         rows = worker_states(fleet, self.since)
+        if not ok:
+            rows = [(n, "not ready" if st == "starting" else st, t) for n, st, t in rows]
         elapsed = time.monotonic() - self.since
         if ok:
             self._safe(self._print, startup_done_line(rows, elapsed))

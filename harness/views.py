@@ -23,7 +23,7 @@ from harness.report import fmt_sig
 
 if TYPE_CHECKING:
     from harness.bench_loop import LiveBench
-    from harness.fleet import Fleet
+    from harness.fleet import Fleet, Peer
 
 MIN_RATE_S = 1.0  # rates are shown once a benchmark has run this long: before, they are noise
 
@@ -95,28 +95,36 @@ def eta(b: LiveBench, limits: Limits, elapsed_s: float, ended: int) -> float | N
 
 
 def bench_view(b: LiveBench, limits: Limits, count: int | None) -> BenchView:
+    """The benchmark now: the collector's live figures while it runs, its result once it ended."""
+    position = f"{b.index + 1}/{count}" if count else str(b.index + 1)
+    if b.result is not None:
+        return _ended_view(b, position)
     elapsed = max(0.0, (time.monotonic_ns() - b.t0_ns) / 1e9)
     p = b.progress
     completed, failed, aborted = (p.completed, p.failed, p.aborted) if p else (0, 0, 0)
     ended = completed + failed + aborted
-    rated = elapsed >= MIN_RATE_S and p is not None
     # Done by count or by the clock, whichever ends it first.
     parts = [ended / b.planned] if b.planned else []
     parts += [elapsed / limits.max_seconds] if limits.max_seconds else []
-    fraction = max(parts) if parts else None
-    r = b.result
-    if r is not None:  # the collector's final word: measured requests, over the measured time
-        q = r.requests
-        completed, failed, aborted, elapsed = q.completed, q.failed, q.aborted, r.duration_s
+    rated = p is not None and elapsed >= MIN_RATE_S
     return BenchView(
-        position=f"{b.index + 1}/{count}" if count else str(b.index + 1),
-        name=b.plan.name, phase=phase(b, limits, elapsed), elapsed_s=elapsed,
-        eta_s=eta(b, limits, elapsed, ended), fraction=1.0 if r else fraction,
-        done=completed + failed, failed=failed, aborted=aborted, inflight=max(b.inflight, 0),
-        req_s=r.throughput.requests_per_s if r else (completed / elapsed if rated else None),
-        tok_s=r.throughput.output_tokens_per_s if r else (p.output_tokens / elapsed if rated and p else None),
-        ttft_p50_ms=(r.ttft_ms.p50 if r.ttft_ms else None) if r else (p.ttft_p50_ms if p else None),
-        itl_p50_ms=(r.itl_ms.p50 if r.itl_ms else None) if r else (p.itl_p50_ms if p else None),
+        position, b.plan.name, phase(b, limits, elapsed), elapsed, eta(b, limits, elapsed, ended),
+        max(parts) if parts else None, completed + failed, failed, aborted, max(b.inflight, 0),
+        req_s=completed / elapsed if rated else None,
+        tok_s=p.output_tokens / elapsed if rated and p else None,
+        ttft_p50_ms=p.ttft_p50_ms if p else None, itl_p50_ms=p.itl_p50_ms if p else None,
+    )  # fmt: skip
+
+
+def _ended_view(b: LiveBench, position: str) -> BenchView:
+    """The collector's final word: measured requests, over the measured time."""
+    r = b.result
+    assert r is not None
+    q = r.requests
+    return BenchView(
+        position, b.plan.name, "done", r.duration_s, 0.0, 1.0, q.completed + q.failed, q.failed,
+        q.aborted, 0, r.throughput.requests_per_s, r.throughput.output_tokens_per_s,
+        r.ttft_ms.p50 if r.ttft_ms else None, r.itl_ms.p50 if r.itl_ms else None,
     )  # fmt: skip
 
 
@@ -199,10 +207,10 @@ def worker_states(fleet: Fleet, since: float) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _state(p: object) -> str:
-    if not getattr(p, "alive", True):
-        return f"failed ({getattr(p, 'exit_reason', None) or 'exited'})"
-    return "ready" if getattr(p, "ready", False) else "starting"
+def _state(p: Peer) -> str:
+    if not p.alive:
+        return f"failed ({p.exit_reason or 'exited'})"
+    return "ready" if p.ready else "starting"
 
 
 def render_startup(

@@ -123,6 +123,16 @@ def test_the_v_key_shows_the_workers_logs_during_startup_and_the_terminal_is_res
     assert lflag & termios.ICANON and lflag & termios.ECHO  # cbreak mode undone
 
 
+def test_ctrl_c_during_startup_stops_the_run_and_restores_the_terminal(tmp_path):
+    cmd = harness_run(tmp_path, engine="sim", sim="startup_s=5")
+    code, out, modes = in_terminal(cmd, press=("press v to show", "\x03"))
+    assert code == 130
+    text = "\n".join(visible_lines(out))
+    assert "harness: SIGINT: stopping" in text
+    assert re.search(r"harness-worker-0\s+not ready", text)  # its last state stays on screen
+    assert modes[3] & termios.ICANON and modes[3] & termios.ECHO
+
+
 def test_not_a_terminal_gives_plain_lines_and_quiet_only_the_paths(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = harness_run(tmp_path, **ABORTING)
