@@ -135,10 +135,11 @@ def test_ctrl_c_during_startup_stops_the_run_and_restores_the_terminal(tmp_path)
 
 def test_not_a_terminal_gives_plain_lines_and_quiet_only_the_paths(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = harness_run(tmp_path, **ABORTING)
+    cmd = harness_run(tmp_path, verbose=True, **ABORTING)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stderr + proc.stdout
+    assert "harness-worker-0 | sim engine: simulating 1 s of start-up" in proc.stderr
     assert re.search(r"^Engines ready in \d", proc.stderr, re.M)
     q = json.loads((tmp_path / "out.json").read_text())["benchmarks"][0]["requests"]
     last = re.search(r"^\[1/1\] constant@50/s: done, .*\| done (\d+), failed (\d+), aborted (\d+)",

@@ -312,3 +312,24 @@ def test_compare_cli_warns_and_prints_the_differences(tmp_path):
     assert f"warning: run 1: {missing}: no benchmark of this load in the other run" in proc.stdout
     assert "differences between the runs:" in proc.stdout
     assert "config.engine_args.max_num_seqs: " in proc.stdout and "| 7" in proc.stdout
+
+
+def test_a_burst_or_a_closed_loop_shows_no_achieved_send_rate(rep_a):
+    import msgspec
+
+    from harness.report import bench_table
+
+    b = rep_a.benchmarks[0]  # concurrent: a closed loop
+    burst = msgspec.structs.replace(b, name="throughput", load=msgspec.structs.replace(
+        b.load, profile="throughput", concurrency=None, achieved_send_rate=0.0))  # fmt: skip
+    paced = msgspec.structs.replace(b, name="constant@50/s", load=msgspec.structs.replace(
+        b.load, profile="constant", requested_rate=50.0, achieved_send_rate=49.5))  # fmt: skip
+    for x in (b, burst):
+        assert "Send rate requested / achieved (req/s):     - / -" in bench_table(x)
+    assert "50.00 / 49.50" in bench_table(paced)
+    page = to_html(msgspec.structs.replace(rep_a, benchmarks=[burst, paced]))
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    rows = re.findall(
+        r"<tr><td>(throughput|constant@50/s)</td><td>([^<]*)</td><td>([^<]*)</td>", summary
+    )
+    assert rows == [("throughput", "-", "-"), ("constant@50/s", "50.00", "49.50")]
