@@ -15,8 +15,9 @@ import typer
 
 from harness import runner
 from harness.checks import UsageError
+from harness.help import CompactHelp
 from harness.options import RunOptions, WorkerOptions, typer_command
-from harness.report import ReportError, read_json, summary
+from harness.report import ReportError, print_end_table, read_json, summary
 
 app = typer.Typer(
     add_completion=False,
@@ -53,8 +54,9 @@ def _root(
 def run(o: RunOptions) -> None:
     """Run benchmarks on a pool of engine workers.
 
-    Every request is sent as prompt token ids with ignore_eos=True and detokenize=False, so
-    each one generates exactly its output length (see docs/metrics.md).
+    Sampling is fixed: every request is sent as prompt token ids with ignore_eos=True and detokenize=False, so it generates exactly its output length (see docs/metrics.md).
+
+    Prints progress on stderr (--verbose adds the workers' logs while engines start), then one table of every benchmark and the paths written; harness report FILE.json prints each benchmark's details.
     """
     from harness.resolve import resolve
 
@@ -65,8 +67,7 @@ def run(o: RunOptions) -> None:
 def worker(o: WorkerOptions) -> None:
     """Join a run on another node as one engine worker (multi-node).
 
-    The head (harness run --listen ... --remote-workers N) sends the engine's settings.
-    Start one per engine, e.g. with srun --ntasks-per-node=2 --gpus-per-task=4.
+    The head (harness run --listen ... --remote-workers N) sends the engine's settings. Start one per engine, e.g. with srun --ntasks-per-node=2 --gpus-per-task=4.
     """
     from harness.remote import supervise
     from harness.resolve import resolve_worker
@@ -74,8 +75,8 @@ def worker(o: WorkerOptions) -> None:
     raise typer.Exit(supervise(resolve_worker(o)))
 
 
-app.command("run")(typer_command(RunOptions, run))
-app.command("worker")(typer_command(WorkerOptions, worker))
+app.command("run", cls=CompactHelp)(typer_command(RunOptions, run))
+app.command("worker", cls=CompactHelp)(typer_command(WorkerOptions, worker))
 
 
 @app.command("tiny-model")
@@ -101,7 +102,7 @@ def report(
         list[Path], typer.Option(help="render to .json, .csv or .html; repeatable", metavar="FILE")
     ] = [],
 ) -> None:
-    """Print a saved run's tables again, or render it as CSV or HTML."""
+    """Print a saved run's details (a block per benchmark, then one table), or render it."""
     from harness.output import atomic_write
     from harness.render import render
     from harness.resolve import check_outputs
@@ -111,7 +112,10 @@ def report(
         rep = read_json(path)
     except ReportError as e:
         raise UsageError(str(e)) from None
-    print(summary(rep))
+    print(summary(rep) + "\n")
+    from rich.console import Console
+
+    print_end_table(rep, Console(highlight=False))
     for out in output:
         try:
             atomic_write(out, render(rep, out))

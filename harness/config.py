@@ -82,6 +82,7 @@ class Run:
     log_dir: Path
     network: Network | None
     quiet: bool
+    verbose: bool  # workers' logs shown during start-up
     command: tuple[str, ...]
     run_id: str
     no_clobber: bool = False

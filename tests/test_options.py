@@ -79,7 +79,7 @@ def values(name: str, f: dict) -> tuple[object, object]:
         "cooldown": ("1", "2"), "drain_timeout": (1.0, 2.0), "startup_timeout": (10.0, 20.0),
         "output": ([d / "a.json"], [d / "b.json"]), "output_dir": (d / "d1", d / "d2"),
         "slo": ("ttft_ms=1", "ttft_ms=2"), "checkpoint_s": (0.0, 5.0),
-        "log_dir": (d / "l1", d / "l2"), "quiet": (True, False),
+        "log_dir": (d / "l1", d / "l2"), "quiet": (True, False), "verbose": (True, False),
         "listen": ("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7003"), "remote_workers": (1, 2),
         "token": ("a", "b"), "no_clobber": (True, False), "save_token_times": (True, False),
     }  # fmt: skip
@@ -116,8 +116,9 @@ def fingerprint(run) -> bytes:  # type: ignore[no-untyped-def]
     config = msgspec.structs.replace(run.config, load={})
     return msgspec.json.encode({
         "config": config, "slots": run.slots, "outputs": [str(x) for x in run.outputs],
-        "log": str(run.log_dir), "quiet": run.quiet, "plans": plans, "no_clobber": run.no_clobber,
-        "records": [str(x) for x in run.records], "token_times": run.save_token_times,
+        "log": str(run.log_dir), "quiet": run.quiet, "verbose": run.verbose, "plans": plans,
+        "no_clobber": run.no_clobber, "records": [str(x) for x in run.records],
+        "token_times": run.save_token_times,
         "network": dataclasses.asdict(run.network) if run.network else None,
         "samples": [[s.prompt, s.output_tokens] for s in run.workload.samples],
     })  # fmt: skip

@@ -57,6 +57,8 @@ class SimEngine:
     async def start(self) -> m.WorkerInfo:
         t0 = time.monotonic()
         if self.p.startup_s:
+            # A line in the worker's log, as vLLM writes its own (harness run --verbose shows them).
+            print(f"sim engine: simulating {self.p.startup_s:g} s of start-up", flush=True)
             await asyncio.sleep(self.p.startup_s)
         self._task = asyncio.get_running_loop().create_task(self._run())
         return m.WorkerInfo(
