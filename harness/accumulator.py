@@ -28,6 +28,15 @@ MAX_ERROR_LEN = 500
 MAX_WORKER_ID = 1 << 15
 NO_OUTPUT = "finished with no output tokens"
 
+
+def _ints(rows: list[tuple[int, ...]]) -> np.ndarray | None:
+    """Records' integer fields as an int64 matrix; None if a peer sent one past int64."""
+    try:
+        return np.array(rows, np.int64).reshape(len(rows), -1)
+    except (OverflowError, ValueError):
+        return None
+
+
 COLUMNS: dict[str, type] = {
     "started": np.bool_,
     "status": np.int8,
@@ -68,9 +77,8 @@ class BenchAccumulator:
         self.on_end = on_end  # told each row that ended (per-request records)
         self.size = 0
         self.c = {k: np.zeros(0, t) for k, t in COLUMNS.items()}
-        self.chunk_k: list[np.ndarray] = []  # measured requests' outputs: row, gap to the
-        self.chunk_gap: list[np.ndarray] = []  # previous output (0 for the first) and tokens
-        self.chunk_n: list[np.ndarray] = []
+        self.chunk_k: list[np.ndarray] = []  # measured requests' outputs: row and gap to the
+        self.chunk_gap: list[np.ndarray] = []  # previous output (0 for the first), 12 bytes each
         self.token_bins = np.zeros(0, np.int64)
         self.errors: Counter[str] = Counter()  # measured failures, by reason
         self.error_of: dict[int, str] = {}  # row -> why it failed or was aborted
@@ -100,92 +108,113 @@ class BenchAccumulator:
             self.c[name] = grown
         self.size = new
 
-    def _in_window(self, t: np.ndarray | int, allow_zero: bool = False) -> bool:
-        lo, hi = self.t0_ns - MARGIN_NS, time.monotonic_ns() + MARGIN_NS
-        arr = np.asarray(t, np.int64)
-        ok = (arr >= lo) & (arr <= hi)
-        if allow_zero:
-            ok |= arr == 0
-        return bool(ok.all())
-
     def mine(self, rids: np.ndarray) -> np.ndarray:
         """Which of ``rids`` belong to this benchmark (the rest are late, or foreign)."""
         return (rids >= self.rid_lo) & (rids < self.rid_hi)
 
-    def _rows(self, rids: np.ndarray, worker_id: int) -> np.ndarray | None:
-        """Rows of started, still pending requests of ``worker_id``; None if any is not one."""
-        k = rids - self.rid_lo
-        if len(k) and (k.min() < 0 or k.max() >= self.size):
-            return None
-        c = self.c
-        if not (c["started"][k].all() and (c["worker"][k] == worker_id).all()):
-            return None
-        if not (c["status"][k] == PENDING).all():
-            return None
-        return k
-
-    def reject(self, kind: str) -> None:
-        self.rejected[kind] += 1
+    def reject(self, kind: str, count: int = 1) -> None:
+        self.rejected[kind] += count
 
     # --- ingest --------------------------------------------------------------
 
+    def _window(self, t: np.ndarray, zero_ok: bool = False) -> np.ndarray:
+        ok = (t >= self.t0_ns - MARGIN_NS) & (t <= time.monotonic_ns() + MARGIN_NS)
+        return ok | (t == 0) if zero_ok else ok
+
     def started(self, recs: list[m.Started], worker_id: int) -> None:
         """Requests a worker received (or the coordinator lost with its worker)."""
-        rids = np.fromiter((s.rid for s in recs), np.int64, len(recs))
-        if not (0 <= worker_id < MAX_WORKER_ID) or len(np.unique(rids)) != len(rids):
-            return self.reject("bad started")
-        if not self.mine(rids).all() or any(s.bench != self.bench for s in recs):
-            return self.reject("started for another benchmark")
-        k = rids - self.rid_lo
-        self._grow(int(k.max()))
-        c = self.c
-        if c["started"][k].any():
-            return self.reject("started twice")
-        for s in recs:
-            if not (
-                s.phase in (m.PHASE_MEASURED, m.PHASE_WARMUP, m.PHASE_COOLDOWN)
-                and 0 <= s.prompt_len <= self.max_prompt and 1 <= s.max_tokens <= self.max_tokens
-            ):  # fmt: skip
-                return self.reject("bad started")
-        times = [(s.sched_ns, s.recv_ns, s.release_ns) for s in recs]
-        if not (
-            self._in_window([t[0] for t in times])
-            and self._in_window([x for t in times for x in t[1:]], True)
-        ):
-            return self.reject("started out of the benchmark's time")
-        for key, field in (("phase", "phase"), ("sched", "sched_ns"), ("recv", "recv_ns"),
-                           ("release", "release_ns"), ("prompt_len", "prompt_len"),
-                           ("max_tokens", "max_tokens")):  # fmt: skip
-            c[key][k] = [getattr(s, field) for s in recs]
+        a = _ints([(s.rid, s.bench, s.phase, s.sched_ns, s.recv_ns, s.prompt_len, s.max_tokens,
+                    s.release_ns) for s in recs])  # fmt: skip
+        if a is None or not 0 <= worker_id < MAX_WORKER_ID:
+            return self.reject("bad started", len(recs))
+        rid, bench, phase, sched, recv, plen, mtok, rel = a.T
+        k = rid - self.rid_lo
+        ok = (
+            (bench == self.bench)
+            & (k >= 0)
+            & (k < self.rid_hi - self.rid_lo)
+            & (phase >= 0)
+            & (phase <= 2)
+        )
+        ok &= (plen >= 0) & (plen <= self.max_prompt) & (mtok >= 1) & (mtok <= self.max_tokens)
+        ok &= self._window(sched) & self._window(recv, True) & self._window(rel, True)
+        first = np.zeros(len(k), bool)
+        first[np.unique(np.where(ok, k, -1), return_index=True)[1]] = True
+        ok &= first  # a request named twice in one message: once
+        if ok.any():
+            self._grow(int(k[ok].max()))
+            ok[ok] &= ~self.c["started"][k[ok]]
+        if not ok.all():
+            self.reject("bad, foreign or repeated started", int((~ok).sum()))
+        if not ok.any():
+            return
+        c, k = self.c, k[ok]
+        for key, col in (("phase", phase), ("sched", sched), ("recv", recv), ("release", rel),
+                         ("prompt_len", plen), ("max_tokens", mtok)):  # fmt: skip
+            c[key][k] = col[ok]
         c["worker"][k] = worker_id
         c["started"][k] = True
 
-    def tokens(self, rid: np.ndarray, n: np.ndarray, t: np.ndarray, worker_id: int) -> None:
-        """Outputs: ``n`` new tokens of request ``rid`` arrived at ``t``."""
-        k = self._rows(rid, worker_id)
-        if k is None:
-            return self.reject("tokens for a request that is not running here")
-        if len(n) and (n.min() < 1 or not self._in_window(t)):
-            return self.reject("bad tokens")
+    def tokens(self, rid: np.ndarray, n: np.ndarray, t: np.ndarray, wid: np.ndarray | int) -> None:
+        """Outputs: ``n`` new tokens of request ``rid`` arrived at ``t``, reported by worker ``wid``.
+
+        Columnar and checked entry by entry, so a batch of many workers' messages is one
+        pass and a foreign entry costs only itself. Entries of one request are applied in
+        time order.
+        """
+        k = rid - self.rid_lo
         c = self.c
+        ok = (k >= 0) & (k < self.size)
+        kk = np.where(ok, k, 0)
+        ok &= c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING) & (n >= 1)
+        ok &= (t >= self.t0_ns - MARGIN_NS) & (t <= time.monotonic_ns() + MARGIN_NS)
+        if not ok.all():
+            self.reject("tokens for a request that is not running here", int((~ok).sum()))
+            k, n, t = k[ok], n[ok], t[ok]
+        if not len(k):
+            return
         order = np.lexsort((t, k))
         k, n, t = k[order], n[order], t[order]
-        same = np.zeros(len(k), bool)
-        same[1:] = k[1:] == k[:-1]
+        k, n, t = self._in_order_and_within_max(k, n, t)
+        if len(k):
+            self._apply_outputs(k, n, t)
+
+    def _in_order_and_within_max(
+        self, k: np.ndarray, n: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Drop outputs earlier than their request's last one, and tokens past its maximum."""
+        c = self.c
+        ok = t >= c["last"][k]
+        start = np.ones(len(k), bool)
+        start[1:] = k[1:] != k[:-1]
+        heads = np.flatnonzero(start)
+        cs = np.cumsum(np.where(ok, n, 0))
+        base = np.repeat(
+            cs[heads] - np.where(ok[heads], n[heads], 0), np.diff(np.append(heads, len(k)))
+        )
+        ok &= c["n_out"][k] + (cs - base) <= c["max_tokens"][k]
+        if not ok.all():
+            self.reject("tokens out of order or beyond the request's maximum", int((~ok).sum()))
+            return k[ok], n[ok], t[ok]
+        return k, n, t
+
+    def _apply_outputs(self, k: np.ndarray, n: np.ndarray, t: np.ndarray) -> None:
+        """Outputs sorted by request and time, all valid: the columns take them in one pass."""
+        c = self.c
+        start = np.ones(len(k), bool)
+        start[1:] = k[1:] != k[:-1]
+        heads = np.flatnonzero(start)
         prev = c["last"][k]
-        prev[same] = t[np.flatnonzero(same) - 1]
-        total = np.bincount(k, weights=n, minlength=0).astype(np.int64)
-        uk = np.flatnonzero(total)
-        if (t < prev).any() or (c["n_out"][uk] + total[uk] > c["max_tokens"][uk]).any():
-            return self.reject("tokens out of order or beyond the request's maximum")
+        later = np.flatnonzero(~start)
+        prev[later] = t[later - 1]
         first = prev == 0
         c["first"][k[first]] = t[first]
-        last = np.ones(len(k), bool)
-        last[:-1] = ~same[1:]
-        c["last"][k[last]] = t[last]
-        c["n_out"][uk] += total[uk].astype(np.int32)
-        np.add.at(c["n_chunks"], k, 1)
-        self.out_tokens += int(total.sum())
+        tails = np.append(heads[1:] - 1, len(k) - 1)
+        uk = k[heads]
+        c["last"][uk] = t[tails]
+        c["n_out"][uk] += np.add.reduceat(n, heads).astype(np.int32)
+        c["n_chunks"][uk] += np.diff(np.append(heads, len(k))).astype(np.int32)
+        self.out_tokens += int(n.sum())
         if self.token_times is not None:
             for ki, ti, ni in zip(k.tolist(), t.tolist(), n.tolist(), strict=True):
                 self.token_times.setdefault(ki, []).append((ti, ni))
@@ -194,66 +223,92 @@ class BenchAccumulator:
     def _measured_outputs(self, k: np.ndarray, n: np.ndarray, t: np.ndarray, prev: np.ndarray,
                           first: np.ndarray) -> None:  # fmt: skip
         meas = self.c["phase"][k] == m.PHASE_MEASURED
-        if not meas.any():
-            return
-        k, n, t, prev, first = k[meas], n[meas], t[meas], prev[meas], first[meas]
+        if not meas.all():
+            if not meas.any():
+                return
+            k, n, t, prev, first = k[meas], n[meas], t[meas], prev[meas], first[meas]
         gap = np.where(first, 0, t - prev)
         self.chunk_k.append(k.astype(np.int32))
         self.chunk_gap.append(gap)
-        self.chunk_n.append(n.astype(np.int32))
-        idx = (t - self.t0_ns) // BIN_NS
-        idx = np.maximum(idx, 0)
-        if int(idx.max()) >= len(self.token_bins):
-            grown = np.zeros(max(int(idx.max()) + 1, 2 * len(self.token_bins), 64), np.int64)
+        idx = np.maximum((t - self.t0_ns) // BIN_NS, 0)
+        lo, hi = int(idx.min()), int(idx.max())
+        if hi >= len(self.token_bins):
+            grown = np.zeros(max(hi + 1, 2 * len(self.token_bins), 64), np.int64)
             grown[: len(self.token_bins)] = self.token_bins
             self.token_bins = grown
-        np.add.at(self.token_bins, idx, n)
+        # A batch spans a few bins: count within them (np.add.at is an order slower).
+        self.token_bins[lo : hi + 1] += np.bincount(
+            idx - lo, weights=n, minlength=hi - lo + 1
+        ).astype(np.int64)
         if first.any():
-            self.ttft_ns.extend((t[first] - self.c["sched"][k[first]]).tolist())
-        if (~first).any():
+            self.ttft_ns.extend((t[first] - self.c["sched"][k[first]])[-256:].tolist())
+        if not first.all():
             self.itl_ns.extend(gap[~first][-256:].tolist())
 
-    def finished(self, recs: list[m.Finished], worker_id: int) -> None:
-        rids = np.fromiter((f.rid for f in recs), np.int64, len(recs))
-        k = self._rows(rids, worker_id)
-        if k is None or len(np.unique(k)) != len(k):
-            return self.reject("end of a request that is not running here")
+    def _ending(self, rid: np.ndarray, end: np.ndarray, wid: int) -> np.ndarray:
+        """Which ends are of running requests of ``wid``, once each, at a time after their last output."""
+        k = rid - self.rid_lo
+        ok = (k >= 0) & (k < self.size)
+        kk = np.where(ok, k, 0)
         c = self.c
-        ends = np.fromiter((f.end_ns for f in recs), np.int64, len(recs))
-        eng = [f.engine for f in recs if f.engine is not None]
-        eng_t = [
-            x for e in eng for x in (e.queued_ns, e.scheduled_ns, e.first_token_ns, e.last_token_ns)
-        ]
-        if (
-            not self._in_window(ends)
-            or (ends < c["last"][k]).any()
-            or not self._in_window(eng_t, True)
+        ok &= c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING)
+        ok &= self._window(end) & (end >= c["last"][kk])
+        first = np.zeros(len(k), bool)
+        first[np.unique(np.where(ok, k, -1), return_index=True)[1]] = True
+        return ok & first
+
+    def finished(self, recs: list[m.Finished], worker_id: int) -> None:
+        a = _ints([(f.rid, f.end_ns) for f in recs])
+        if a is None:
+            return self.reject("bad end", len(recs))
+        ok = self._ending(a[:, 0], a[:, 1], worker_id)
+        if not ok.all():
+            self.reject("end of a request that is not running here", int((~ok).sum()))
+        k, end = a[ok, 0] - self.rid_lo, a[ok, 1]
+        self._engine_times([f for f, y in zip(recs, ok, strict=True) if y and f.engine is not None])
+        none = self.c["n_out"][k] == 0  # vLLM's client counts a request with no output a failure
+        self._end_many(k[~none], end[~none], COMPLETED)
+        self._end_many(k[none], end[none], FAILED, [NO_OUTPUT] * int(none.sum()))
+
+    def _engine_times(self, recs: list[m.Finished]) -> None:
+        if not recs:
+            return
+        e = _ints([(f.rid, f.engine.queued_ns, f.engine.scheduled_ns, f.engine.first_token_ns,  # type: ignore[union-attr]
+                    f.engine.last_token_ns, f.engine.preemptions) for f in recs])  # type: ignore[union-attr]  # fmt: skip
+        if e is None:
+            return self.reject("bad engine times", len(recs))
+        ok = self._window(e[:, 1:5], True).all(axis=1) & (e[:, 5] >= 0) & (e[:, 5] < 2**31)
+        if not ok.all():
+            self.reject("bad engine times", int((~ok).sum()))
+        k = e[ok, 0] - self.rid_lo
+        for j, key in enumerate(
+            ("eng_queued", "eng_sched", "eng_first", "eng_last", "preemptions"), 1
         ):
-            return self.reject("end out of the benchmark's time")
-        if any(e.preemptions < 0 or e.preemptions >= 2**31 for e in eng):
-            return self.reject("bad engine times")
-        for i, f in zip(k.tolist(), recs, strict=True):
-            if f.engine is not None:
-                e = f.engine
-                for key, v in (("eng_queued", e.queued_ns), ("eng_sched", e.scheduled_ns),
-                               ("eng_first", e.first_token_ns), ("eng_last", e.last_token_ns),
-                               ("preemptions", e.preemptions)):  # fmt: skip
-                    c[key][i] = v
-            if c["n_out"][i] == 0:  # vLLM's client counts a request with no output a failure
-                self._end(i, f.end_ns, FAILED, NO_OUTPUT)
-            else:
-                self._end(i, f.end_ns, COMPLETED)
+            self.c[key][k] = e[ok, j]
 
     def failed(self, recs: list[m.Failed], worker_id: int) -> None:
-        rids = np.fromiter((f.rid for f in recs), np.int64, len(recs))
-        k = self._rows(rids, worker_id)
-        if k is None or len(np.unique(k)) != len(k):
-            return self.reject("end of a request that is not running here")
-        ends = np.fromiter((f.end_ns for f in recs), np.int64, len(recs))
-        if not self._in_window(ends):
-            return self.reject("end out of the benchmark's time")
-        for i, f in zip(k.tolist(), recs, strict=True):
-            self._end(i, f.end_ns, ABORTED if f.aborted else FAILED, f.error[:MAX_ERROR_LEN])
+        a = _ints([(f.rid, f.end_ns) for f in recs])
+        if a is None:
+            return self.reject("bad end", len(recs))
+        ok = self._ending(a[:, 0], a[:, 1], worker_id)
+        if not ok.all():
+            self.reject("end of a request that is not running here", int((~ok).sum()))
+        mine = [f for f, y in zip(recs, ok, strict=True) if y]
+        k, end = a[ok, 0] - self.rid_lo, a[ok, 1]
+        aborted = np.array([f.aborted for f in mine], bool)
+        errors = [f.error[:MAX_ERROR_LEN] for f in mine]
+        self._end_many(
+            k[aborted],
+            end[aborted],
+            ABORTED,
+            [e for e, x in zip(errors, aborted, strict=True) if x],
+        )
+        self._end_many(
+            k[~aborted],
+            end[~aborted],
+            FAILED,
+            [e for e, x in zip(errors, aborted, strict=True) if not x],
+        )
 
     def lost(self, msg: m.Lost) -> None:
         """Requests of a dead worker (from the coordinator): failed, whether or not they started."""
@@ -271,28 +326,38 @@ class BenchAccumulator:
         ]
         if new:
             self.started(new, msg.worker_id)
-        for k in (rids - self.rid_lo).tolist():
-            if k < self.size and self.c["status"][k] == PENDING:
-                self._end(k, msg.end_ns, FAILED, msg.reason[:MAX_ERROR_LEN])
+        k = rids - self.rid_lo
+        k = k[k < self.size]
+        k = np.unique(k[self.c["status"][k] == PENDING])
+        self._end_many(k, np.full(len(k), msg.end_ns, np.int64), FAILED,
+                       [msg.reason[:MAX_ERROR_LEN]] * len(k))  # fmt: skip
 
-    def _end(self, k: int, end_ns: int, status: int, error: str | None = None) -> None:
+    def _end_many(
+        self, k: np.ndarray, end: np.ndarray, status: int, errors: list[str] | None = None
+    ) -> None:
+        """Requests ``k`` ended at ``end`` with ``status`` (and, if given, each one's error)."""
+        if not len(k):
+            return
         c = self.c
         c["status"][k] = status
-        c["end"][k] = end_ns
-        self.n_ended += 1
+        c["end"][k] = end
+        self.n_ended += len(k)
         if status == COMPLETED:
-            self.n_completed += 1
+            self.n_completed += len(k)
         elif status == FAILED:
-            self.n_failed += 1
+            self.n_failed += len(k)
         else:
-            self.n_aborted += 1
-        if error is not None:
-            self.error_of[k] = error
-            if status == FAILED and c["phase"][k] == m.PHASE_MEASURED:
-                fits = error in self.errors or len(self.errors) < MAX_ERROR_KINDS
-                self.errors[error if fits else "other"] += 1
+            self.n_aborted += len(k)
+        if errors is not None:
+            measured = (c["phase"][k] == m.PHASE_MEASURED).tolist()
+            for ki, err, meas in zip(k.tolist(), errors, measured, strict=True):
+                self.error_of[ki] = err
+                if status == FAILED and meas:
+                    fits = err in self.errors or len(self.errors) < MAX_ERROR_KINDS
+                    self.errors[err if fits else "other"] += 1
         if self.on_end is not None:
-            self.on_end(k)
+            for ki in k.tolist():
+                self.on_end(ki)
 
     def pending_rows(self) -> list[int]:
         """Rows of requests that started and never ended (their end never came)."""
@@ -304,17 +369,33 @@ class BenchAccumulator:
     # --- what the statistics read --------------------------------------------
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Rows of every request that started, in send order."""
-        rows = np.flatnonzero(self.c["started"][: self.size])
+        """Rows of every request that started, in send order: views, not copies, where (as
+        usual) every row up to the last started one did start."""
+        started = self.c["started"][: self.size]
+        n = int(np.flatnonzero(started)[-1]) + 1 if started.any() else 0
+        if started[:n].all():
+            return {
+                "k": np.arange(n),
+                **{key: col[:n] for key, col in self.c.items() if key != "started"},
+            }
+        rows = np.flatnonzero(started)
         return {"k": rows, **{key: col[rows] for key, col in self.c.items() if key != "started"}}
 
-    def chunks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Measured requests' outputs (row, gap ns, tokens), by row and, within one, in time order."""
+    def chunks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Measured requests' outputs (row, gap ns), by row and, within one, in time order.
+
+        The parts are freed as they are joined: at a million requests this is the
+        collector's largest moment.
+        """
         if not self.chunk_k:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32)
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
         k = np.concatenate(self.chunk_k)
+        self.chunk_k = []
         order = np.argsort(k, kind="stable")
-        return k[order], np.concatenate(self.chunk_gap)[order], np.concatenate(self.chunk_n)[order]
+        k = k[order]
+        gap = np.concatenate(self.chunk_gap)
+        self.chunk_gap = []
+        return k, gap[order]
 
     def progress(self) -> m.Progress:
         if len(self.ttft_ns) > 100_000:  # keep the live medians cheap on long runs

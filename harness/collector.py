@@ -32,6 +32,7 @@ DRAIN_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 COLLECTOR_NICE = 10
 _BATCH = 1000  # messages taken from a socket before looking at the other
+_BATCH_ENTRIES = 1 << 16  # and token entries: one vectorized pass sorts them, so not too many
 
 
 class CollectorConfig(msgspec.Struct):
@@ -60,45 +61,71 @@ class Collector:
     # --- ingest --------------------------------------------------------------
 
     def ingest(self, ev: m.Events, peer: str) -> None:
+        self.ingest_batch([ev], peer)
+
+    def ingest_batch(self, evs: list[m.Events], peer: str) -> None:
+        """Messages taken from one socket in one go, applied in one pass.
+
+        Every request's starts come first, then its outputs in time order, then its end:
+        the order a worker reports them in, whatever messages they came in.
+        """
         acc = self.bench
         if acc is None:
-            self.rejected[f"events with no benchmark running ({peer})"] += 1
+            self.rejected[f"events with no benchmark running ({peer})"] += len(evs)
             return
-        if not 0 <= ev.worker_id < MAX_WORKER_ID:
-            return acc.reject(f"bad worker id ({peer})")
         before = sum(acc.rejected.values())
-        if ev.started:
-            mine = [
-                s for s in ev.started if s.bench == acc.bench and acc.rid_lo <= s.rid < acc.rid_hi
-            ]
-            acc.late += len(ev.started) - len(mine)
-            if mine:
-                acc.started(mine, ev.worker_id)
-        if ev.tok_rid or ev.tok_n or ev.tok_t_ns:
-            self._tokens(acc, ev)
-        for recs, apply in ((ev.finished, acc.finished), (ev.failed, acc.failed)):
-            if recs:
-                mine = [r for r in recs if acc.rid_lo <= r.rid < acc.rid_hi]
-                acc.late += len(recs) - len(mine)
+        good = [ev for ev in evs if 0 <= ev.worker_id < MAX_WORKER_ID]
+        if len(good) < len(evs):
+            acc.reject("bad worker id", len(evs) - len(good))
+        for ev in good:
+            if ev.started:
+                mine = [
+                    s
+                    for s in ev.started
+                    if s.bench == acc.bench and acc.rid_lo <= s.rid < acc.rid_hi
+                ]
+                acc.late += len(ev.started) - len(mine)
                 if mine:
-                    apply(mine, ev.worker_id)  # type: ignore[operator]
+                    acc.started(mine, ev.worker_id)
+        self._tokens(acc, good)
+        for ev in good:
+            for recs, apply in ((ev.finished, acc.finished), (ev.failed, acc.failed)):
+                if recs:
+                    mine = [r for r in recs if acc.rid_lo <= r.rid < acc.rid_hi]
+                    acc.late += len(recs) - len(mine)
+                    if mine:
+                        apply(mine, ev.worker_id)  # type: ignore[operator]
         if sum(acc.rejected.values()) > before:
             self._tag_peer(acc, peer)
 
-    def _tokens(self, acc: BenchAccumulator, ev: m.Events) -> None:
-        if len(ev.tok_rid) % 8 or len(ev.tok_n) % 4 or len(ev.tok_t_ns) % 8:
-            return acc.reject("ragged token columns")
-        rid = np.frombuffer(ev.tok_rid, np.int64)
-        n = np.frombuffer(ev.tok_n, np.int32)
-        t = np.frombuffer(ev.tok_t_ns, np.int64)
-        if not len(rid) == len(n) == len(t):
-            return acc.reject("ragged token columns")
+    def _tokens(self, acc: BenchAccumulator, evs: list[m.Events]) -> None:
+        """Every message's token columns as one set of arrays, with the worker of each entry."""
+        parts = []
+        for ev in evs:
+            if not (ev.tok_rid or ev.tok_n or ev.tok_t_ns):
+                continue
+            if (
+                len(ev.tok_rid) % 8
+                or len(ev.tok_n) % 4
+                or len(ev.tok_t_ns) % 8
+                or not (len(ev.tok_rid) // 8 == len(ev.tok_n) // 4 == len(ev.tok_t_ns) // 8)
+            ):
+                acc.reject("ragged token columns")
+                continue
+            parts.append(ev)
+        if not parts:
+            return
+        rid = np.frombuffer(b"".join(ev.tok_rid for ev in parts), np.int64)
+        n = np.frombuffer(b"".join(ev.tok_n for ev in parts), np.int32)
+        t = np.frombuffer(b"".join(ev.tok_t_ns for ev in parts), np.int64)
+        wid = np.repeat(np.array([ev.worker_id for ev in parts], np.int32),
+                        [len(ev.tok_n) // 4 for ev in parts])  # fmt: skip
         mine = acc.mine(rid)
         if not mine.all():
             acc.late += int((~mine).sum())
-            rid, n, t = rid[mine], n[mine], t[mine]
+            rid, n, t, wid = rid[mine], n[mine], t[mine], wid[mine]
         if len(rid):
-            acc.tokens(rid, n, t, ev.worker_id)
+            acc.tokens(rid, n, t, wid)
 
     @staticmethod
     def _tag_peer(acc: BenchAccumulator, peer: str) -> None:
@@ -176,11 +203,14 @@ class Collector:
     # --- loop ----------------------------------------------------------------
 
     def _drain_events(self, pull: zmq.Socket, peer: str) -> None:
+        """Take what is queued (up to a batch) and ingest it in one pass."""
+        batch: list[m.Events] = []
+        entries = 0
         for _ in range(_BATCH):
             try:
                 data = pull.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                break
             try:
                 ev = self.ev_codec.decode(data.buffer)
             except codec.DecodeError:
@@ -192,13 +222,19 @@ class Collector:
             ):
                 self._reject("events under another worker's key (tcp)")
                 continue
-            t0 = time.perf_counter_ns()
-            self.ingest(ev, peer)
-            acc = self.bench
-            if acc is not None:
-                acc.messages += 1
-                acc.entries += len(ev.tok_rid) // 8
-                acc.busy_ns += time.perf_counter_ns() - t0
+            batch.append(ev)
+            entries += len(ev.tok_rid) // 8
+            if entries >= _BATCH_ENTRIES:
+                break
+        if not batch:
+            return
+        t0 = time.perf_counter_ns()
+        self.ingest_batch(batch, peer)
+        acc = self.bench
+        if acc is not None:
+            acc.messages += len(batch)
+            acc.entries += entries
+            acc.busy_ns += time.perf_counter_ns() - t0
 
     def _reject(self, kind: str) -> None:
         if self.bench is not None:

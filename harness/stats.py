@@ -81,15 +81,20 @@ def latencies(
     tpot = (e2e_send[multi] - ttft_send[multi]) / (n[multi] - 1)
     all_tpot = np.zeros(len(n))
     all_tpot[multi] = tpot
-    ck, gap, _ = chunks
-    ok = np.zeros(len(c["status"]), bool)
-    ok[comp] = True
-    row_of = np.searchsorted(c["k"], ck)  # chunk -> position among the started rows
-    later = np.ones(len(ck), bool)
+    ck, gap = chunks
+    later = np.zeros(len(ck), bool)
     later[1:] = ck[1:] == ck[:-1]
-    later[:1] = False
-    itl = gap[later & ok[row_of]] / _S if len(ck) else np.zeros(0)
+    later &= comp[chunk_rows(c, ck)]
+    itl = gap[later] / _S
     return Latencies(ttft, ttft_send, e2e, e2e_send, tpot, all_tpot, itl)
+
+
+def chunk_rows(c: dict[str, np.ndarray], ck: np.ndarray) -> np.ndarray:
+    """Each output's position among the started rows (its own row where every row started)."""
+    k = c["k"]
+    if not len(k) or int(k[-1]) == len(k) - 1:
+        return ck
+    return np.searchsorted(k, ck).astype(np.int32)
 
 
 def goodput(lat: Latencies, slo: dict[str, float], send_clock: bool) -> np.ndarray:
@@ -106,17 +111,19 @@ def goodput(lat: Latencies, slo: dict[str, float], send_clock: bool) -> np.ndarr
 
 
 def _inflight(starts: np.ndarray, ends: np.ndarray, t_lo: int, t_hi: int) -> tuple[int, float]:
-    """Peak and time-weighted mean of the number of open [start, end) intervals in [t_lo, t_hi]."""
+    """Peak and time-weighted mean of the number of open [start, end) intervals in [t_lo, t_hi].
+
+    The mean is each interval's overlap with the window, summed; the peak is at a start:
+    the starts up to it minus the ends up to it (an end at the same time closes first).
+    """
     if len(starts) == 0 or t_hi <= t_lo:
         return 0, 0.0
-    times = np.concatenate([starts, ends])
-    steps = np.concatenate([np.ones(len(starts), np.int64), -np.ones(len(ends), np.int64)])
-    order = np.lexsort((steps, times))  # ends before starts at equal times
-    times, level = times[order], np.cumsum(steps[order])
-    peak = int(level.max())
-    clipped = np.clip(times, t_lo, t_hi)
-    widths = np.diff(np.append(clipped, t_hi))
-    return peak, float((level * widths).sum() / (t_hi - t_lo))
+    overlap = np.clip(np.minimum(ends, t_hi) - np.maximum(starts, t_lo), 0, None)
+    mean = float(overlap.sum() / (t_hi - t_lo))
+    del overlap
+    s = np.sort(starts)
+    open_at = np.arange(1, len(s) + 1) - np.searchsorted(np.sort(ends), s, "right")
+    return int(open_at.max()), mean
 
 
 def vllm_peaks(
@@ -135,29 +142,37 @@ def vllm_peaks(
     ttft = (c["first"][comp] - c["recv"][comp]) / _S
     lo = float(start.min())
     nb = int(np.ceil(float((start + lat).max()) - lo)) + 1
-    ck, gap, _ = chunks
-    pos = np.searchsorted(np.flatnonzero(comp), np.searchsorted(c["k"], ck))
-    keep = np.isin(ck, c["k"][comp])
-    tokens = np.zeros(nb)
-    if keep.any():
-        ck, gap, pos = ck[keep], gap[keep], pos[keep]
-        first = np.ones(len(ck), bool)
-        first[1:] = ck[1:] != ck[:-1]
-        steps = np.where(first, (start + ttft)[pos], gap / _S)
-        # vLLM adds each gap to a running float: a cumulative sum restarted per request.
-        t = _segment_cumsum(steps, first)
-        b = (t - lo).astype(np.int64)
-        b = b[(b >= 0) & (b < nb)]
-        np.add.at(tokens, b, 1)
-    conc = np.zeros(nb + 1, np.int64)
+    tokens = _output_buckets(c, comp, chunks, (start + ttft), lo, nb)
     s0 = (start - lo).astype(np.int64)
-    s1 = (start + lat - lo).astype(np.int64)
-    np.add.at(conc, s0, 1)
-    np.add.at(conc, s1 + 1, -1)
+    s1 = (start + lat - lo).astype(np.int64) + 1
+    conc = np.bincount(s0, minlength=nb + 1)[: nb + 1] - np.bincount(s1, minlength=nb + 1)[: nb + 1]
     return float(tokens.max()), int(np.cumsum(conc)[:nb].max())
 
 
-def _segment_cumsum(steps: np.ndarray, starts: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+def _output_buckets(c: dict[str, np.ndarray], comp: np.ndarray, chunks: tuple[np.ndarray, ...],
+                    first_s: np.ndarray, lo: float, nb: int) -> np.ndarray:  # fmt: skip
+    """Completed requests' outputs per one-second bucket, at the times vLLM reconstructs."""
+    ck, gap = chunks
+    row = chunk_rows(c, ck)
+    keep = comp[row]
+    if not keep.any():
+        return np.zeros(nb)
+    pos = (np.cumsum(comp, dtype=np.int32) - 1)[row[keep] if not keep.all() else row]
+    if not keep.all():
+        ck, gap = ck[keep], gap[keep]
+    first = np.ones(len(ck), bool)
+    first[1:] = ck[1:] != ck[:-1]
+    steps = gap / _S
+    steps[first] = first_s[pos[first]]
+    del pos
+    # vLLM adds each gap to a running float: a cumulative sum restarted per request.
+    b = (_segment_cumsum(steps, first) - lo).astype(np.int32)
+    del steps
+    b = b[(b >= 0) & (b < nb)]
+    return np.bincount(b, minlength=nb)[:nb].astype(np.float64)
+
+
+def _segment_cumsum(steps: np.ndarray, starts: np.ndarray, block: int = 1 << 20) -> np.ndarray:
     """Running sums of ``steps`` that restart where ``starts`` is set, added left to right.
 
     Each segment becomes a row of a zero-padded matrix, so ``cumsum`` along rows adds in
@@ -173,9 +188,10 @@ def _segment_cumsum(steps: np.ndarray, starts: np.ndarray, block: int = 1 << 22)
         b, n = begin[i : i + rows], length[i : i + rows]
         col = np.arange(width)
         mask = col[None, :] < n[:, None]
+        where = (b[:, None] + col[None, :])[mask]
         mat = np.zeros((rows, width))
-        mat[mask] = steps[(b[:, None] + col[None, :])[mask]]
-        out[(b[:, None] + col[None, :])[mask]] = np.cumsum(mat, axis=1)[mask]
+        mat[mask] = steps[where]
+        out[where] = np.cumsum(mat, axis=1)[mask]
         i += rows
     return out
 
@@ -276,7 +292,7 @@ def _engine_dists(
 def benchmark_result(
     info: BenchInfo,
     c: dict[str, np.ndarray],
-    chunks: tuple[np.ndarray, np.ndarray, np.ndarray],
+    chunks: tuple[np.ndarray, np.ndarray],
     token_bins: np.ndarray,
     t0_ns: int,
     fine_ns: int,

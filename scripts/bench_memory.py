@@ -9,6 +9,7 @@ every 0.5 s and reports each one's peak, and the collector's bytes per request.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -38,6 +39,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=40_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--output-tokens", type=int, default=4)
+    ap.add_argument(
+        "--records", action="store_true", help="also write requests.jsonl.gz (every request)"
+    )
     ap.add_argument("--output", type=Path, default=Path("results/bench_memory.json"))
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +50,8 @@ def main() -> None:
             engine="sim", workers=a.workers, profile="constant", rate=a.rate,
             max_requests=a.requests, checkpoint_s=0, quiet=True,
             data=f"prompt_tokens=16,output_tokens={a.output_tokens}",
-            output=out, log_dir=Path(tmp) / "logs")]  # fmt: skip
+            output=[out, *([Path(tmp) / "requests.jsonl.gz"] if a.records else [])],
+            log_dir=Path(tmp) / "logs")]  # fmt: skip
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         peak: dict[str, int] = {}
         first: dict[str, int] = {}
@@ -69,6 +74,7 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"run failed: {err[-500:]}")
         b = json.loads(out.read_text())["benchmarks"][0]
+        rows = sum(1 for _ in gzip.open(Path(tmp) / "requests.jsonl.gz")) if a.records else None
     done = b["requests"]["completed"]
     grow = peak.get("harness-collector", 0) - first.get("harness-collector", 0)
     result = {
@@ -79,6 +85,7 @@ def main() -> None:
         "collector_growth_mb": round(grow / 2**20, 1),
         "collector_bytes_per_request": round(grow / max(done, 1), 1),
         "duration_s": b["duration_s"],
+        "request_records": rows,
     }
     print(json.dumps(result, indent=2))
     write(a.output, {"benchmark": "bench_memory", "machine": machine(), "args": {k: str(v) for k, v in vars(a).items()}, "result": result, "samples": samples[::4]})  # fmt: skip

@@ -25,7 +25,7 @@ from protocol import messages as m
 from tests.test_multinode import free_port_pair, head, worker
 from tests.test_reliability import children_named
 
-INTS = [0, -1, 1, 7, 2**15, 2**31 - 1, 2**31, 2**53, 2**63 - 1, -(2**63), 70_000, 10**12]
+INTS = [0, -1, 1, 7, 2**15, 2**31 - 1, 2**31, 2**53, 2**63 - 1, 2**64 - 1, -(2**63), 70_000, 10**12]
 FLOATS = [math.nan, math.inf, -math.inf, -1.0, 0.0, 1e308, 5e-324]
 STRS = ["", "x" * 5_000, "\x00", "wrong-token", "w0", "collector", "\u2603" * 50]
 N, OUT, RATE = 1500, 6, 100  # 15 s of load: the fuzzing happens while it runs
@@ -162,13 +162,14 @@ def test_hostile_frames_at_every_socket_leave_the_run_exact(tmp_path):
             time.sleep(0.25)
         running = h.proc.poll() is None
         _, err = h.communicate(timeout=180)
+        remote_code = remote.wait(timeout=30)
     finally:
         ctx.destroy(0)
         if remote.poll() is None:
             remote.kill()
     assert sent >= 3000 and running  # all of it reached a head that was still running
     assert h.returncode == 0, err
-    assert remote.wait(timeout=30) == 0
+    assert remote_code == 0
     rep = read_json(tmp_path / "out.json")  # a valid report
     b = rep.benchmarks[0]
     assert (b.requests.completed, b.requests.failed, b.requests.incomplete) == (N, 0, 0)

@@ -122,3 +122,41 @@ def test_export_has_vllms_keys_and_its_arrays_give_its_figures(saved, tmp_path):
         assert ours == getattr(met, key), key
     for m in ("ttft", "tpot", "itl", "e2el"):
         assert data[f"p99_{m}_ms"] == dict(getattr(met, f"percentiles_{m}_ms"))[99.0], m
+
+
+def test_a_million_requests_each_on_record_within_the_memory_ceiling(tmp_path):
+    """1,000,000 requests through 2 sim workers: one row each, every process within its ceiling."""
+    import gzip
+    import time
+
+    import psutil
+
+    from harness.limits import MEMORY
+    from tests.conftest import start_harness
+
+    n, out = 1_000_000, 4
+    proc = start_harness(tmp_path, engine="sim", workers=2, profile="constant", rate=40_000, max_requests=n,
+                         checkpoint_s=0, data=f"prompt_tokens=16,output_tokens={out}",
+                         output=[tmp_path / "out.json", tmp_path / "requests.jsonl.gz"])  # fmt: skip
+    peak: dict[str, int] = {}
+    while proc.poll() is None:
+        try:
+            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children()]:
+                name = next((a for a in p.cmdline() if a.startswith("harness-")), "coordinator")
+                peak[name] = max(peak.get(name, 0), p.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.2)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    rep = json.loads((tmp_path / "out.json").read_text())
+    assert rep["benchmarks"][0]["requests"]["completed"] == n
+    seen = bytearray(n)
+    with gzip.open(tmp_path / "requests.jsonl.gz", "rb") as fh:
+        for line in fh:
+            rid = int(line[line.index(b'"rid":') + 6 : line.index(b',"worker"')])
+            seen[rid] += 1
+    assert seen.count(1) == n  # every request exactly once
+    mb = {k: v / 2**20 for k, v in peak.items()}
+    assert mb["harness-collector"] < MEMORY.collector_mb(n, n * out), mb
+    assert mb["coordinator"] < MEMORY.coordinator_mb(n), mb
+    assert all(mb[w] < MEMORY.worker_mb for w in mb if w.startswith("harness-worker")), mb
