@@ -169,7 +169,9 @@ def test_compare_cli_warns_and_prints_the_differences(tmp_path):
 
     a, b = read_json(FIX / "report_a.json"), read_json(FIX / "report_b.json")
     engine = {**a.config.get("engine_args", {}), "max_num_seqs": 7}
-    b2 = msgspec.structs.replace(b, benchmarks=b.benchmarks[:1], config={**b.config, "engine_args": engine})
+    b2 = msgspec.structs.replace(
+        b, benchmarks=b.benchmarks[:1], config={**b.config, "engine_args": engine}
+    )
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_bytes(to_json(a))
     pb.write_bytes(to_json(b2))
