@@ -27,14 +27,20 @@ MARKERS = ("workers.main", "harness.collector", "VLLM", "EngineCore", "multiproc
 def stray_processes(since: float, wait_s: float = 10.0) -> list[str]:
     """Processes of ours started since ``since`` that are still alive (zombies are dead).
 
-    A shutdown that is still finishing gets ``wait_s``; a leak outlives it.
+    A shutdown that is still finishing gets ``wait_s``; a leak outlives it. Ours: they
+    carry this session's marker, so other sessions' runs on the machine do not count.
     """
+    from tests.conftest import SESSION_ENV
+
+    session = os.environ[SESSION_ENV]
     deadline = time.monotonic() + wait_s
     while True:
         found = []
         for p in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
             try:
                 if p.info["create_time"] < since or p.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                if p.environ().get(SESSION_ENV) != session:
                     continue
                 text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
                 if any(mark in text for mark in MARKERS):
