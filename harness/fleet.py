@@ -42,6 +42,7 @@ from harness.schema import WorkerEnv
 from protocol import codec, transport
 from protocol import messages as m
 from protocol.transport import ipc_address, make_socket, private_ipc_dir, split_tcp
+from workers.vllm_compat import startup_warnings
 
 HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (after Ready) is hung
 # A remote worker has no process sentinel here: silence is how its death shows. Before it is
@@ -115,6 +116,7 @@ class Fleet:
         self.token = run.network.token if run.network else secrets.token_hex(16)
         self.interrupted: int | None = None  # set by the runner's signal handler
         self.rejected: Counter[str] = Counter()  # foreign or malformed messages, by kind
+        self.warned: set[str] = set()  # each start-up warning once, however many workers say it
         self.peers: dict[int, Peer] = {}  # children by pidfd
         self.local_peers: dict[bytes, Peer] = {}
         self.remote_peers: dict[bytes, Peer] = {}
@@ -272,6 +274,12 @@ class Fleet:
                 print(f"harness: rejected a message: {kind}", file=sys.stderr, flush=True)
         self.rejected[kind] += 1
 
+    def _warn(self, lines: list[str]) -> None:
+        for line in lines:
+            if line not in self.warned:
+                self.warned.add(line)
+                print(f"harness: warning: {line}", file=sys.stderr, flush=True)
+
     # --- peers ---------------------------------------------------------------
 
     def _token_ok(self, hello: m.Hello) -> bool:
@@ -352,6 +360,7 @@ class Fleet:
                 return
             peer.info = msg.info
             peer.ready = True
+            self._warn(startup_warnings(msg.info.engine_config))
         elif isinstance(msg, m.StartupFailed):
             raise RunError(f"{peer.name} failed to start its engine: {msg.error[:500]}")
         elif isinstance(msg, m.Heartbeat):

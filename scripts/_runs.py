@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -17,14 +18,23 @@ from harness.options import run_argv  # noqa: E402
 
 
 def harness_run(
-    timeout: float = 900, extra: list[str] | None = None, **options: Any
+    timeout: float = 900,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """``harness run`` with ``options`` (keywords of :func:`harness.options.run_argv`); its report."""
+    """``harness run`` with ``options`` (keywords of :func:`harness.options.run_argv`); its report.
+
+    ``env`` adds to this process's environment (the harness's workers inherit it).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
         argv = run_argv(**options, quiet=True, output=out, log_dir=Path(tmp) / "logs")
         cmd = [sys.executable, "-m", "harness", "run", *argv, *(extra or [])]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+        )
         if proc.returncode != 0:
             raise SystemExit(
                 f"harness run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
@@ -33,8 +43,6 @@ def harness_run(
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     return {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

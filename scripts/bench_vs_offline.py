@@ -2,9 +2,11 @@
 
 One invocation, the same model, device, requests and pinned engine settings:
 first the offline engine in a child process, then ``harness run --workers 1
---profile throughput``. Prints and writes both output tokens/s and their ratio.
+--profile throughput`` through each worker output path asked for (``--output-path``:
+the fast hook, vLLM's public ``generate()``, or both). Prints and writes output
+tokens/s and the harness/offline ratio for each path.
 
-    python scripts/bench_vs_offline.py --device cpu --output results/bench_vs_offline.json
+    python scripts/bench_vs_offline.py --device cpu --output-path both --repeat 2
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from _runs import ROOT, harness_run, machine, write  # noqa: E402
 
 from harness.options import RunOptions  # noqa: E402
 from harness.resolve import resolve  # noqa: E402
+from workers.vllm_compat import OUTPUT_PATH_ENV  # noqa: E402
+
+# What each --output-path asks the workers for: "fast" is the default, checked at start-up.
+PATH_ENV = {"fast": "auto", "public": "public"}
 
 
 def offline_child(spec: dict) -> None:
@@ -39,7 +45,7 @@ def offline_child(spec: dict) -> None:
     print("RESULT " + json.dumps({"elapsed_s": elapsed, "output_tokens": tokens}), flush=True)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="default: the tiny dummy model")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -52,14 +58,20 @@ def main() -> None:
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--load-format", default="dummy")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=1, help="offline/harness pairs, alternated")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of offline, then each path")
+    ap.add_argument(
+        "--output-path",
+        default="both",
+        choices=["fast", "public", "both"],
+        help="the workers' output path(s) to measure (HARNESS_VLLM_OUTPUT_PATH)",
+    )
     ap.add_argument("--output", type=Path, default=Path("results/bench_vs_offline.json"))
     ap.add_argument("--offline-child", help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a.offline_child:
-        offline_child(json.loads(Path(a.offline_child).read_text()))
-        return
+    return ap.parse_args()
 
+
+def run_options(a: argparse.Namespace) -> tuple[dict, dict]:
+    """The engine settings both sides pin, and ``harness run``'s options."""
     pinned = {
         "max_num_seqs": a.max_num_seqs,
         "max_num_batched_tokens": a.max_num_batched_tokens,
@@ -71,12 +83,19 @@ def main() -> None:
     options = dict(
         engine="vllm", device=a.device, workers=1, profile="throughput",
         max_requests=a.requests, seed=a.seed,
-        data=f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}",
+        data=[f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}"],
         engine_arg=[f"{k}={json.dumps(v)}" for k, v in pinned.items()],
         **({"model": a.model} if a.model else {}),
     )  # fmt: skip
-    # The harness's own resolution gives the offline engine the very same engine arguments,
-    # placement and prompts (token ids) as the harness's worker.
+    return pinned, options
+
+
+def offline_runner(a: argparse.Namespace, options: dict, spec_path: Path):
+    """A function that times one offline run in a child process placed like the worker.
+
+    The harness's own resolution gives the offline engine the very same engine
+    arguments, placement and prompts (token ids) as the harness's worker.
+    """
     run = resolve(RunOptions.of(**options))
     slot = run.slots[0]
     spec = {
@@ -84,17 +103,15 @@ def main() -> None:
         "prompts": [s.prompt for s in run.workload.samples][: a.requests],
         "output_tokens": a.output_tokens,
     }
-    spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
     spec_path.write_text(json.dumps(spec))
     pythonpath = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    cores = slot.spare_cores
 
     def offline() -> dict:
         proc = subprocess.run(
             [sys.executable, __file__, "--offline-child", str(spec_path)],
             env={**os.environ, **slot.env, "PYTHONPATH": pythonpath},
-            preexec_fn=(lambda: os.sched_setaffinity(0, slot.spare_cores))
-            if slot.spare_cores
-            else None,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
             capture_output=True,
             text=True,
             timeout=1800,
@@ -105,47 +122,77 @@ def main() -> None:
             raise SystemExit(f"offline run failed: {proc.stderr.strip()[-800:]}")
         return json.loads(line[0][len("RESULT ") :])
 
-    pairs = []
-    rep: dict = {}
-    try:
-        # Alternate the two, so drift in the machine's speed hits both alike.
-        for i in range(a.repeat):
-            off = offline()
-            rep = harness_run(timeout=1800, **options)
-            b = rep["benchmarks"][0]
-            offline_tps = off["output_tokens"] / off["elapsed_s"]
-            harness_tps = b["throughput"]["output_tokens_per_s"]
-            pairs.append(
-                {
-                    "offline_output_tokens_per_s": offline_tps,
-                    "offline_elapsed_s": off["elapsed_s"],
-                    "offline_output_tokens": off["output_tokens"],
-                    "harness_output_tokens_per_s": harness_tps,
-                    "harness_duration_s": b["duration_s"],
-                    "harness_completed": b["requests"]["completed"],
-                    "ratio": harness_tps / offline_tps,
-                }
-            )
-            print(
-                f"pair {i + 1}: offline {offline_tps:,.1f} tok/s, "
-                f"harness {harness_tps:,.1f} tok/s, ratio {harness_tps / offline_tps:.4f}",
-                flush=True,
-            )
-    finally:
-        spec_path.unlink()
+    return offline
+
+
+def harness_pair(off: dict, options: dict, path: str) -> tuple[dict, dict]:
+    """One harness run through ``path`` against the offline run ``off``; the pair and config."""
+    rep = harness_run(timeout=1800, env={OUTPUT_PATH_ENV: PATH_ENV[path]}, **options)
+    b = rep["benchmarks"][0]
+    config = rep["environment"]["workers"][0]["engine_config"]
+    offline_tps = off["output_tokens"] / off["elapsed_s"]
+    harness_tps = b["throughput"]["output_tokens_per_s"]
+    pair = {
+        "offline_output_tokens_per_s": offline_tps,
+        "offline_elapsed_s": off["elapsed_s"],
+        "offline_output_tokens": off["output_tokens"],
+        "harness_output_tokens_per_s": harness_tps,
+        "harness_duration_s": b["duration_s"],
+        "harness_completed": b["requests"]["completed"],
+        "harness_output_path": config.get("output_path", "unknown"),
+        "ratio": harness_tps / offline_tps,
+    }
+    return pair, config
+
+
+def summarize(pairs: list[dict], config: dict) -> dict:
     ratios = sorted(p["ratio"] for p in pairs)
     mid = len(ratios) // 2
-    result = {
+    return {
         "pairs": pairs,
         "ratio_median": ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2,
         "ratio_of_means": sum(p["harness_output_tokens_per_s"] for p in pairs)
         / sum(p["offline_output_tokens_per_s"] for p in pairs),
-        "engine_config": rep["environment"]["workers"][0]["engine_config"],
+        "engine_config": config,
     }
-    print(
-        f"median ratio {result['ratio_median']:.4f}, "
-        f"ratio of means {result['ratio_of_means']:.4f} over {len(pairs)} pair(s)"
-    )
+
+
+def measure(a: argparse.Namespace, options: dict, paths: list[str]) -> dict[str, dict]:
+    """``--repeat`` rounds: offline, then each path (in turns), so drift hits all alike."""
+    spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
+    pairs: dict[str, list[dict]] = {p: [] for p in paths}
+    configs: dict[str, dict] = {}
+    try:
+        offline = offline_runner(a, options, spec_path)
+        for i in range(a.repeat):
+            off = offline()
+            line = f"round {i + 1}: offline {off['output_tokens'] / off['elapsed_s']:,.1f} tok/s"
+            for path in paths[i % len(paths) :] + paths[: i % len(paths)]:
+                pair, configs[path] = harness_pair(off, options, path)
+                pairs[path].append(pair)
+                line += (
+                    f"; harness {path} ({pair['harness_output_path']}) "
+                    f"{pair['harness_output_tokens_per_s']:,.1f} tok/s, ratio {pair['ratio']:.4f}"
+                )
+            print(line, flush=True)
+    finally:
+        spec_path.unlink(missing_ok=True)
+    return {p: summarize(pairs[p], configs[p]) for p in paths}
+
+
+def main() -> None:
+    a = parse_args()
+    if a.offline_child:
+        offline_child(json.loads(Path(a.offline_child).read_text()))
+        return
+    pinned, options = run_options(a)
+    paths = ["fast", "public"] if a.output_path == "both" else [a.output_path]
+    result = measure(a, options, paths)
+    for path, r in result.items():
+        print(
+            f"{path} path: median ratio {r['ratio_median']:.4f}, "
+            f"ratio of means {r['ratio_of_means']:.4f} over {len(r['pairs'])} pair(s)"
+        )
     meta = {k: str(v) for k, v in vars(a).items()}
     write(
         a.output,
@@ -156,7 +203,7 @@ def main() -> None:
             "args": meta,
             "pinned": pinned,
             "result": result,
-        },  # fmt: skip
+        },
     )
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ import pytest
 from harness.options import run_argv
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every process this test session starts inherits this, so a leak check can tell ours
+# from those of other sessions running on the same machine.
+SESSION_ENV = "HARNESS_TEST_SESSION"
+os.environ.setdefault(SESSION_ENV, f"{os.getpid()}-{time.time_ns()}")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 

