@@ -10,6 +10,7 @@ allows (``rid_hi``), so the collector's memory follows the plan, not the peer.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +38,26 @@ def _ints(rows: list[tuple[int, ...]]) -> np.ndarray | None:
         return None
 
 
+MAX_TELEMETRY_SAMPLES = 100_000  # per worker and benchmark: a day of 1 s samples
+
+
+def _plausible(s: m.TelemetrySample, t0_ns: int) -> bool:
+    figures = [s.running, s.waiting, s.kv_usage_pct, s.kv_usage_max_pct, s.cpu_pct, s.rss_mb]
+    counts = [s.steps, s.preemptions, s.prefix_queries, s.prefix_hits, s.spec_drafts,
+              s.spec_draft_tokens, s.spec_accepted_tokens]  # fmt: skip
+    gpus = [
+        x
+        for g in s.gpus
+        for x in (g.sm_util_pct, g.mem_used_mb, g.power_w, g.sm_clock_mhz, g.temp_c, g.energy_j)
+    ]
+    return (
+        t0_ns - MARGIN_NS <= s.t_ns <= time.monotonic_ns() + MARGIN_NS
+        and all(math.isfinite(x) and -1.0 <= x < 1e9 for x in figures + gpus)
+        and all(0 <= c < 2**40 for c in counts)
+        and s.kv_usage_pct <= 100.0 and len(s.gpus) <= 64
+    )  # fmt: skip
+
+
 COLUMNS: dict[str, type] = {
     "started": np.bool_,
     "status": np.int8,
@@ -45,6 +66,7 @@ COLUMNS: dict[str, type] = {
     "sched": np.int64,
     "recv": np.int64,
     "release": np.int64,
+    "dispatched": np.int64,
     "first": np.int64,
     "last": np.int64,
     "end": np.int64,
@@ -90,6 +112,8 @@ class BenchAccumulator:
         self.late = 0  # well-formed records of another benchmark: dropped, not an error
         self.end_msg: m.EndBench | None = None
         self.end_deadline = 0.0
+        self.telemetry: dict[int, list[m.TelemetrySample]] = {}  # by worker
+        self.telemetry_sources: dict[int, dict[str, str]] = {}
         # --save-token-times: each running request's outputs (time, tokens), until it ends.
         self.token_times: dict[int, list[tuple[int, int]]] | None = {} if token_times else None
 
@@ -124,10 +148,10 @@ class BenchAccumulator:
     def started(self, recs: list[m.Started], worker_id: int) -> None:
         """Requests a worker received (or the coordinator lost with its worker)."""
         a = _ints([(s.rid, s.bench, s.phase, s.sched_ns, s.recv_ns, s.prompt_len, s.max_tokens,
-                    s.release_ns) for s in recs])  # fmt: skip
+                    s.release_ns, s.dispatched_ns) for s in recs])  # fmt: skip
         if a is None or not 0 <= worker_id < MAX_WORKER_ID:
             return self.reject("bad started", len(recs))
-        rid, bench, phase, sched, recv, plen, mtok, rel = a.T
+        rid, bench, phase, sched, recv, plen, mtok, rel, disp = a.T
         k = rid - self.rid_lo
         ok = (
             (bench == self.bench)
@@ -137,7 +161,12 @@ class BenchAccumulator:
             & (phase <= 2)
         )
         ok &= (plen >= 0) & (plen <= self.max_prompt) & (mtok >= 1) & (mtok <= self.max_tokens)
-        ok &= self._window(sched) & self._window(recv, True) & self._window(rel, True)
+        ok &= (
+            self._window(sched)
+            & self._window(recv, True)
+            & self._window(rel, True)
+            & self._window(disp, True)
+        )
         first = np.zeros(len(k), bool)
         first[np.unique(np.where(ok, k, -1), return_index=True)[1]] = True
         ok &= first  # a request named twice in one message: once
@@ -150,7 +179,7 @@ class BenchAccumulator:
             return
         c, k = self.c, k[ok]
         for key, col in (("phase", phase), ("sched", sched), ("recv", recv), ("release", rel),
-                         ("prompt_len", plen), ("max_tokens", mtok)):  # fmt: skip
+                         ("dispatched", disp), ("prompt_len", plen), ("max_tokens", mtok)):  # fmt: skip
             c[key][k] = col[ok]
         c["worker"][k] = worker_id
         c["started"][k] = True
@@ -163,10 +192,7 @@ class BenchAccumulator:
         time order.
         """
         k = rid - self.rid_lo
-        c = self.c
-        ok = (k >= 0) & (k < self.size)
-        kk = np.where(ok, k, 0)
-        ok &= c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING) & (n >= 1)
+        ok = self._running(k, wid) & (n >= 1)
         ok &= (t >= self.t0_ns - MARGIN_NS) & (t <= time.monotonic_ns() + MARGIN_NS)
         if not ok.all():
             self.reject("tokens for a request that is not running here", int((~ok).sum()))
@@ -245,14 +271,27 @@ class BenchAccumulator:
         if not first.all():
             self.itl_ns.extend(gap[~first][-256:].tolist())
 
+    def _running(self, k: np.ndarray, wid: int) -> np.ndarray:
+        """Which rows ``k`` are started, still-running requests of worker ``wid``.
+
+        Checked before any column is indexed: rows may be foreign, and before the first
+        start there are no columns at all.
+        """
+        ok = (k >= 0) & (k < self.size)
+        if not ok.any():
+            return ok
+        kk = np.where(ok, k, 0)
+        c = self.c
+        return ok & c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING)
+
     def _ending(self, rid: np.ndarray, end: np.ndarray, wid: int) -> np.ndarray:
         """Which ends are of running requests of ``wid``, once each, at a time after their last output."""
         k = rid - self.rid_lo
-        ok = (k >= 0) & (k < self.size)
+        ok = self._running(k, wid)
+        if not ok.any():
+            return ok
         kk = np.where(ok, k, 0)
-        c = self.c
-        ok &= c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING)
-        ok &= self._window(end) & (end >= c["last"][kk])
+        ok &= self._window(end) & (end >= self.c["last"][kk])
         first = np.zeros(len(k), bool)
         first[np.unique(np.where(ok, k, -1), return_index=True)[1]] = True
         return ok & first
@@ -358,6 +397,19 @@ class BenchAccumulator:
         if self.on_end is not None:
             for ki in k.tolist():
                 self.on_end(ki)
+
+    def add_telemetry(self, msg: m.Telemetry) -> None:
+        """A worker's samples: kept when their time and every figure are plausible."""
+        wid = msg.worker_id
+        kept = self.telemetry.setdefault(wid, [])
+        for s in msg.samples:
+            if len(kept) >= MAX_TELEMETRY_SAMPLES or not _plausible(s, self.t0_ns):
+                self.reject("bad telemetry sample")
+                continue
+            kept.append(s)
+        self.telemetry_sources[wid] = {
+            str(k)[:100]: str(v)[:300] for k, v in list(msg.sources.items())[:10]
+        }
 
     def pending_rows(self) -> list[int]:
         """Rows of requests that started and never ended (their end never came)."""

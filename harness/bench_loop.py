@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from harness.config import Run
 from harness.fleet import Fleet, Peer, RunError
 from harness.profiles import BenchPlan
+from harness.telemetry import efficiency, process_cost
 from protocol import messages as m
 from protocol.results import BenchmarkResult
 
@@ -29,6 +31,8 @@ LEAD_NS = 50 * _MS  # a benchmark starts this far ahead, so its first sends are 
 # sends (BeginBench, Extend): at least this many ahead, and as many as were sent so far.
 RID_LOOKAHEAD = 65536
 RESULT_TIMEOUT_S = 60.0
+SHOW_EVERY_S = 0.25  # the live display, at most this often
+QUIET_NS = 3 * _MS  # and only when no send is due sooner than this
 CANCEL_TIMEOUT_S = 10.0  # for workers to confirm aborts
 
 
@@ -75,6 +79,7 @@ class BenchLoop:
         self.max_tokens = max(s.output_tokens for s in self.samples)
         self.max_prompt = max(len(s.prompt) for s in self.samples)
         self.announced = 0  # the collector accepts request ids below this
+        self.cost: dict[str, tuple[list[float], list[float]]] = {}  # process -> (cpu %, rss MB)
         self.next_rid = 0
         self.rr = 0
         self.bench: LiveBench | None = None
@@ -105,9 +110,7 @@ class BenchLoop:
         if b is None or msg.bench != b.index:
             return  # about a benchmark that is over
         if isinstance(msg, m.Progress):
-            b.progress = msg
-            if self.on_progress:
-                self.on_progress(b)
+            b.progress = msg  # shown at the loop's next quiet moment
         elif msg.partial:
             b.snapshot = msg.result
             if self.on_checkpoint:
@@ -128,6 +131,8 @@ class BenchLoop:
         self.bench = b
         self._deadlines = plan.offsets_ns + b.t0_ns if plan.offsets_ns is not None else None
         self.announced = self._rid_bound(b)
+        self.cost = {}
+        self._sample_cost(start=True)
         self.fleet.to_collector(m.BeginBench(index, b.t0_ns, b.rid_lo, self.announced,
                                              self.max_tokens, self.max_prompt, plan.name))  # fmt: skip
         # The collector must know the benchmark before any of its events can reach it:
@@ -142,7 +147,7 @@ class BenchLoop:
     def _drive(self, b: LiveBench) -> None:
         drain_deadline: float | None = None
         cancel_deadline: float | None = None
-        last_tick = time.monotonic()
+        last_tick = last_shown = time.monotonic()
         next_checkpoint = last_tick + (self.run.config.checkpoint_s or 0)
         while True:
             now = time.monotonic_ns()
@@ -164,15 +169,23 @@ class BenchLoop:
                     cancel_deadline = time.monotonic() + CANCEL_TIMEOUT_S
                 elif time.monotonic() > cancel_deadline:
                     return  # workers that do not confirm: the collector counts them incomplete
+            if time.monotonic() - last_shown > SHOW_EVERY_S and self._quiet_moment(b):
+                last_shown = time.monotonic()
+                if self.on_progress:
+                    self.on_progress(b)
             if time.monotonic() - last_tick > 0.5:
                 last_tick = time.monotonic()
                 self.fleet.check_hung()
-                if self.on_progress:
-                    self.on_progress(b)
+                self._sample_cost()
                 if self.run.config.checkpoint_s and last_tick >= next_checkpoint:
                     next_checkpoint = last_tick + self.run.config.checkpoint_s
                     self.fleet.to_collector(m.Snapshot(b.index, self.info(b, running=True)))
             self._wait(b, blocked)
+
+    def _quiet_moment(self, b: LiveBench) -> bool:
+        """No send is due soon: time for the display, whose redraw takes about a millisecond."""
+        due = self._next_deadline(b)
+        return due is None or due - time.monotonic_ns() > QUIET_NS
 
     def _next_deadline(self, b: LiveBench) -> int | None:
         """When the next send is due, if sending waits on the clock (not on a slot)."""
@@ -266,6 +279,9 @@ class BenchLoop:
         if sent:
             self._announce(b)
         for w, specs in batches.values():
+            now = time.monotonic_ns()
+            for spec in specs:
+                spec.dispatched_ns = now
             self.fleet.send(w, m.Submit(specs))
         b.peak_inflight = max(b.peak_inflight, b.inflight)
         return sent
@@ -341,6 +357,33 @@ class BenchLoop:
         b.snapshot = b.snapshot or old
         return b.snapshot
 
+    def _sample_cost(self, start: bool = False) -> None:
+        """The harness's own CPU and memory: the coordinator, and the collector it started.
+
+        psutil's CPU figure counts from its previous call: ``start`` begins the benchmark's
+        count, so even one that ends before the first tick gets a figure at its end.
+        """
+        for name, proc in self.fleet.own_processes().items():
+            try:
+                cpu, rss = proc.cpu_percent(None), proc.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            if start:
+                continue
+            samples = self.cost.setdefault(name, ([], []))
+            samples[0].append(cpu)
+            samples[1].append(rss)
+
+    def _enrich(self, res: BenchmarkResult) -> None:
+        """What only the coordinator knows: its own cost, and the GPUs the tokens came from."""
+        self._sample_cost()
+        res.harness_cost = {
+            k: c for k, (cpu, rss) in self.cost.items() if (c := process_cost(cpu, rss))
+        }
+        self.cost = {}
+        res.efficiency = efficiency(self.fleet.gpu_count(), res.throughput.output_tokens,
+                                    res.throughput.output_tokens_per_s, res.telemetry)  # fmt: skip
+
     def _finish(self, b: LiveBench) -> BenchmarkResult:
         self.fleet.to_collector(m.EndBench(b.index, b.sent, self.info(b)))
         deadline = time.monotonic() + RESULT_TIMEOUT_S
@@ -349,6 +392,7 @@ class BenchLoop:
                 raise RunError(f"the collector sent no result for benchmark {b.index} in time")
             self.fleet.poll(100)
         b.result.stop_reason = b.stop_reason
+        self._enrich(b.result)
         if self.on_progress:
             self.on_progress(b)
         self.bench = None

@@ -132,7 +132,11 @@ def _rate_steps(
     return [t - bin_s for t in t_s] + t_s[-1:], rates + rates[-1:]
 
 
-def timeseries(b: BenchmarkResult) -> go.Figure:
+# The time series leave room at the right for the in-flight axis, and the engines' line up.
+TIMESERIES_X_DOMAIN = (0.0, 0.94)
+
+
+def timeseries(b: BenchmarkResult, x_max: float | None = None) -> go.Figure:
     """Sends, completions and output tokens per second over the benchmark, and requests in flight.
 
     Each bin's count divided by its width (``bin_s``, which suits the benchmark's length)
@@ -164,7 +168,72 @@ def timeseries(b: BenchmarkResult) -> go.Figure:
     fig.update_yaxes(title_text="in flight (requests)", rangemode="tozero", showgrid=False,
                      tickmode="auto", row=1, col=1, secondary_y=True)  # fmt: skip
     fig.update_yaxes(title_text="output (tok/s)", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(domain=TIMESERIES_X_DOMAIN)
+    if x_max:
+        fig.update_xaxes(range=[0, x_max])
     return fig
+
+
+def _worker_lines(fig: go.Figure, row: int, name: str, unit: str, series: list[tuple[str, list[float], list]],
+                  dash: str | None = None) -> None:  # fmt: skip
+    for i, (who, xs, ys) in enumerate(series):
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{who} {name}", mode="lines+markers", marker={"size": 4},
+                                 line={"color": COLORS[i % len(COLORS)], "dash": dash}, legendgroup=who,
+                                 hovertemplate=f"%{{x:,.2f}} s: %{{y:,.2f}} {unit}<extra>{who} {name}</extra>"),
+                      row=row, col=1)  # fmt: skip
+
+
+def telemetry(b: BenchmarkResult, x_max: float | None = None) -> go.Figure:
+    """The engines under the latency time series, on its time axis: one line per worker.
+
+    KV cache use, requests running (solid) and waiting (dotted), preemptions per interval,
+    and the GPUs' SM utilization and power (or, on CPU, the engine processes' CPU), so a
+    TTFT spike can be read against a full cache, a queue, a preemption burst or a power cap.
+    """
+    ws = b.telemetry
+
+    def per_worker(attr: str) -> list[tuple[str, list[float], list]]:
+        return [(f"worker {w.worker_id}", w.series.t_s, getattr(w.series, attr)) for w in ws]
+
+    def per_gpu(attr: str) -> list[tuple[str, list[float], list]]:
+        return [(f"worker {w.worker_id} GPU {g.index}", w.series.t_s, getattr(g, attr))
+                for w in ws for g in w.series.gpus]  # fmt: skip
+
+    gpu = any(w.series.gpus for w in ws)
+    kv = [x for x in per_worker("kv_usage_pct") if any(v is not None for v in x[2])]
+    panels = [("KV cache (%)", "%", [("KV cache", kv, "solid")])] if kv else []
+    panels += [("requests", "", [("running", per_worker("running"), "solid"),
+                                ("waiting", per_worker("waiting"), "dot")]),
+              ("preemptions", "", [("preemptions", per_worker("preemptions"), "solid")])]  # fmt: skip
+    if gpu:
+        panels += [("GPU SM (%)", "%", [("SM util", per_gpu("sm_util_pct"), "solid")]),
+                   ("GPU power (W)", "W", [("power", per_gpu("power_w"), "solid")])]  # fmt: skip
+    else:
+        panels.append(("CPU (%)", "%", [("CPU", per_worker("cpu_pct"), "solid")]))
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.05)
+    for row, (_, unit, lines) in enumerate(panels, 1):
+        for name, series, dash in lines:
+            _worker_lines(fig, row, name, unit, series, dash)
+    # Its legend (above: at the right it would narrow the plots) takes a line per 3 entries.
+    legend_px = 18 * -(-len(fig.data) // 3)
+    _layout(fig, f"{bench_label(b)}: the engines", "", "", height=150 * len(panels) + legend_px)
+    fig.update_layout(
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+        margin={"t": 50 + legend_px},
+    )
+    for row, (title, _, _) in enumerate(panels, 1):
+        fig.update_yaxes(title_text=title, rangemode="tozero", row=row, col=1)
+    fig.update_xaxes(title_text="time since the benchmark's start (s)", row=len(panels), col=1)
+    # The latency series' x axis leaves room for its right-hand axis: the same here, so
+    # the two line up.
+    fig.update_xaxes(domain=TIMESERIES_X_DOMAIN)
+    if x_max:
+        fig.update_xaxes(range=[0, x_max])
+    return fig
+
+
+# Its charts stack in one column: each benchmark's engines right under its latency series.
+OVER_TIME = "Over time"
 
 
 def report_figures(
@@ -177,9 +246,20 @@ def report_figures(
             [latency_curve([("", benches)], m, t, slo) for m, t in LATENCIES],
         ),
         ("Latency distributions", [cdf(benches, m, t, slo) for m, t in LATENCIES]),
-        ("Over time", [timeseries(b) for b in benches if b.timeseries.t_s]),
+        (OVER_TIME, [f for b in benches for f in _over_time(b)]),
     ]
     return [(name, [f for f in figs if has_data(f)]) for name, figs in sections]
+
+
+def _over_time(b: BenchmarkResult) -> list[go.Figure]:
+    """A benchmark's time series and, under it on the same axis, its engines'."""
+    end = max(
+        [*b.timeseries.t_s, *(t for w in b.telemetry for t in w.series.t_s[-1:])], default=None
+    )
+    out = [timeseries(b, end)] if b.timeseries.t_s else []
+    if b.telemetry:
+        out.append(telemetry(b, end))
+    return out
 
 
 def has_data(fig: go.Figure) -> bool:

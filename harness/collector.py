@@ -22,6 +22,7 @@ import zmq
 from harness import stats
 from harness.accumulator import BIN_NS, MAX_WORKER_ID, BenchAccumulator
 from harness.records import RecordSink, record
+from harness.telemetry import telemetry_results
 from protocol import codec, transport
 from protocol import messages as m
 from protocol.results import BenchmarkResult, CollectorStats
@@ -60,7 +61,11 @@ class Collector:
 
     # --- ingest --------------------------------------------------------------
 
-    def ingest(self, ev: m.Events, peer: str) -> None:
+    def ingest(self, ev: m.Events | m.Telemetry, peer: str) -> None:
+        if isinstance(ev, m.Telemetry):
+            if self.bench is not None and 0 <= ev.worker_id < MAX_WORKER_ID:
+                self.bench.add_telemetry(ev)
+            return
         self.ingest_batch([ev], peer)
 
     def ingest_batch(self, evs: list[m.Events], peer: str) -> None:
@@ -138,6 +143,7 @@ class Collector:
     def result(self, acc: BenchAccumulator, info: m.BenchInfo) -> BenchmarkResult:
         res = stats.benchmark_result(info, acc.columns(), acc.chunks(), acc.token_bins, acc.t0_ns,
                                      BIN_NS, self.cfg.slo or None, dict(acc.errors))  # fmt: skip
+        res.telemetry = telemetry_results(acc.telemetry, acc.telemetry_sources, acc.t0_ns)
         rejected = acc.rejected + self.rejected
         res.collector = CollectorStats(acc.messages, acc.entries, acc.busy_ns / 1e9,
                                        sum(rejected.values()), dict(rejected), acc.late)  # fmt: skip
@@ -222,6 +228,9 @@ class Collector:
             ):
                 self._reject("events under another worker's key (tcp)")
                 continue
+            if isinstance(ev, m.Telemetry):
+                self.ingest(ev, peer)
+                continue
             batch.append(ev)
             entries += len(ev.tok_rid) // 8
             if entries >= _BATCH_ENTRIES:
@@ -277,6 +286,7 @@ class Collector:
         poller = zmq.Poller()
         for sock in (*pulls.values(), link):
             poller.register(sock, zmq.POLLIN)
+        transport.settle_memory()
         next_progress = time.monotonic()
         try:
             while True:

@@ -61,6 +61,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     slo: dict[str, float] = {}
     checkpoint_s: float | None = 30.0
     listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
+    telemetry_s: float = 1.0  # engine and device telemetry interval; 0: none
 
 
 @dataclass(frozen=True)

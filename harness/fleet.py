@@ -48,7 +48,9 @@ HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (a
 # A remote worker has no process sentinel here: silence is how its death shows. Before it is
 # Ready, vLLM's start-up may block its loop for minutes, so only the start-up timeout applies.
 REMOTE_SILENCE_S = 10.0
-SHUTDOWN_TIMEOUT_S = 15.0
+# After Shutdown, children get this long to stop by themselves; then their process groups
+# (vLLM's engine processes with them) are killed. The report is already written by then.
+SHUTDOWN_GRACE_S = 3.0
 TICK_S = 0.25  # how often start-up calls its on_tick
 _MAX_REJECT_KINDS = 20
 
@@ -123,6 +125,7 @@ class Fleet:
         self.workers: dict[int, Peer] = {}
         self.collector: Peer | None = None
         self.accepting = True  # remote workers may join until the first benchmark
+        self.spawned_at: float | None = None
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
         self.ctl = codec.to_collector()
@@ -339,7 +342,8 @@ class Fleet:
         self.to_collector(m.Admit(wid, key))  # before the worker can push: it connects on Configure
         eng = self.run.engine
         self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp, eng.cpu_kv_cache_gb or 1,
-                                 self.events_port, events_key=self.events_keys[0]))  # fmt: skip
+                                 self.events_port, events_key=self.events_keys[0],
+                                 telemetry_s=self.run.config.telemetry_s))  # fmt: skip
 
     def _handle(self, peer: Peer, msg: m.WorkerToCoordinator) -> None:
         if isinstance(msg, m.Ping):
@@ -425,6 +429,7 @@ class Fleet:
                 engine_args=eng.args,
                 device=eng.device if eng.kind == "vllm" else "sim",
                 devices=slot.devices,
+                telemetry_s=run.config.telemetry_s,
             )
             w = self._spawn(f"harness-worker-{slot.worker_id}", b"", "workers.main", wcfg,
                             slot.env, slot.spare_cores)  # fmt: skip
@@ -437,6 +442,7 @@ class Fleet:
         ``on_tick`` (the console) sees the fleet about every ``TICK_S`` while it waits.
         """
         self._spawn_all()
+        self.spawned_at = time.time()
         run = self.run
         deadline = time.monotonic() + run.limits.startup_timeout_s
         next_tick = 0.0
@@ -468,6 +474,28 @@ class Fleet:
                     f"{p.name} exited during start-up ({p.exit_reason}){_colon(p.log_tail())}"
                 )
         self.accepting = False
+
+    def own_processes(self) -> dict[str, psutil.Process]:
+        """The harness's own processes, for its cost: this one and the collector."""
+        if not hasattr(self, "_own"):
+            self._own = {"coordinator": psutil.Process()}
+            c = self.collector
+            if c is not None and c.popen is not None:
+                try:
+                    self._own["collector"] = psutil.Process(c.popen.pid)
+                except psutil.Error:
+                    pass
+            for p in self._own.values():
+                p.cpu_percent(None)  # counts from here
+        return self._own
+
+    def gpu_count(self) -> int:
+        """GPUs the live workers' engines run on (0 on CPU)."""
+        return sum(
+            len(w.info.devices)
+            for w in self.live_workers()
+            if w.info is not None and w.info.device == "cuda"
+        )
 
     def live_workers(self) -> list[Peer]:
         return [w for w in self.workers.values() if w.alive]
@@ -567,7 +595,7 @@ class Fleet:
             except psutil.NoSuchProcess:
                 pass
         pids = {c.popen.pid for c in children}  # type: ignore[union-attr]
-        psutil.wait_procs([p for p in procs if p.pid in pids], timeout=SHUTDOWN_TIMEOUT_S)
+        psutil.wait_procs([p for p in procs if p.pid in pids], timeout=SHUTDOWN_GRACE_S)
         for p in procs:
             try:
                 if p.is_running():

@@ -48,6 +48,9 @@ class LayoutRow(msgspec.Struct):
     tp: int
     status: str  # "ok", "failed" or "partial"
     peak_output_tokens_per_s: float | None = None
+    # At the peak: per GPU, and per joule of GPU energy (NVML); None on CPU or without it.
+    peak_output_tokens_per_s_per_gpu: float | None = None
+    output_tokens_per_joule: float | None = None
     best_slo_rate: float | None = None  # requests/s of the fastest benchmark meeting the SLO
     ttft_p99_ms: float | None = None  # at that benchmark (or at the peak without an SLO)
     itl_p99_ms: float | None = None
@@ -89,6 +92,9 @@ def row_for(layout: Layout, benches: list[BenchmarkResult], partial: bool) -> La
         return row
     peak = max(benches, key=lambda b: b.throughput.output_tokens_per_s)
     row.peak_output_tokens_per_s = peak.throughput.output_tokens_per_s
+    if peak.efficiency is not None:
+        row.peak_output_tokens_per_s_per_gpu = peak.efficiency.output_tokens_per_s_per_gpu
+        row.output_tokens_per_joule = peak.efficiency.output_tokens_per_joule
     at = peak
     if any(b.goodput is not None for b in benches):
         ok = [b for b in benches if _meets(b)]
@@ -132,12 +138,14 @@ def summarize(folder: Path) -> SweepSummary:
 
 def table(s: SweepSummary) -> str:
     slo = ",".join(f"{k}={v:g}" for k, v in s.slo.items()) or "none"
-    head = f"{'layout':<9}{'status':<9}{'peak out tok/s':>16}{'SLO rate req/s':>16}{'TTFT p99 ms':>13}{'ITL p99 ms':>12}"
+    head = (f"{'layout':<9}{'status':<9}{'peak out tok/s':>16}{'per GPU':>10}{'tok/J':>8}"
+            f"{'SLO rate req/s':>16}{'TTFT p99 ms':>13}{'ITL p99 ms':>12}")  # fmt: skip
     lines = [f"sweep {s.directory}  (SLO: {slo}; met = {SLO_SHARE:.0%} of requests)", head]
     for r in s.rows:
         mark = " <- best" if r.best else ""
         lines.append(
             f"{r.layout:<9}{r.status:<9}{fmt_num(r.peak_output_tokens_per_s):>16}"
+            f"{fmt_num(r.peak_output_tokens_per_s_per_gpu):>10}{fmt_num(r.output_tokens_per_joule):>8}"
             f"{fmt_num(r.best_slo_rate):>16}{fmt_num(r.ttft_p99_ms):>13}{fmt_num(r.itl_p99_ms):>12}{mark}"
             + (f"  {r.error}" if r.error else "")
         )
@@ -150,7 +158,8 @@ def to_html(s: SweepSummary) -> str:
     for r in s.rows:
         style = ' style="background:#e6f4ea;font-weight:bold"' if r.best else ""
         vals = [r.layout + (" (best)" if r.best else ""), r.status,
-                fmt_num(r.peak_output_tokens_per_s), fmt_num(r.best_slo_rate),
+                fmt_num(r.peak_output_tokens_per_s), fmt_num(r.peak_output_tokens_per_s_per_gpu),
+                fmt_num(r.output_tokens_per_joule), fmt_num(r.best_slo_rate),
                 fmt_num(r.ttft_p99_ms), fmt_num(r.itl_p99_ms), r.error or ""]  # fmt: skip
         cells.append(f"<tr{style}>" + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>")
     slo = ", ".join(f"{html.escape(k)} &le; {v:g}" for k, v in s.slo.items()) or "none"
@@ -160,7 +169,8 @@ def to_html(s: SweepSummary) -> str:
         "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}</style></head><body>"
         f"<h1>Layout sweep</h1><p>{html.escape(s.directory)}. SLO: {slo}"
         f" (met when {SLO_SHARE:.0%} of requests meet it).</p><table><tr><th>layout</th>"
-        "<th>status</th><th>peak output tok/s</th><th>highest SLO rate (req/s)</th>"
+        "<th>status</th><th>peak output tok/s</th><th>per GPU</th><th>output tok/J</th>"
+        "<th>highest SLO rate (req/s)</th>"
         "<th>TTFT p99 (ms)</th><th>ITL p99 (ms)</th><th>error</th></tr>"
         + "".join(cells)
         + "</table></body></html>\n"

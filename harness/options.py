@@ -97,6 +97,8 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     checkpoint_s: Annotated[float, opt(OUTPUT, "rewrite the report this often while a benchmark runs, seconds (0: never)", metavar="S", flag="--checkpoint-s")] = 30.0  # fmt: skip
     log_dir: Annotated[Optional[Path], opt(OUTPUT, "per-process logs [default: results/logs/<time>]", metavar="DIR")] = None  # fmt: skip
     quiet: Annotated[bool, opt(OUTPUT, "no progress and no tables: only errors and the paths written")] = False  # fmt: skip
+    telemetry_interval: Annotated[float, opt(OUTPUT, "engine and device telemetry (scheduler, KV cache, GPUs, processes), aggregated on each worker to this interval, seconds", metavar="S")] = 1.0  # fmt: skip
+    no_telemetry: Annotated[bool, opt(OUTPUT, "no engine or device telemetry")] = False  # fmt: skip
     no_clobber: Annotated[bool, opt(OUTPUT, "refuse to start if a report file exists (otherwise it is replaced, with a notice)")] = False  # fmt: skip
     verbose: Annotated[bool, opt(OUTPUT, "show each worker's log (vLLM's own lines) while engines start; on a terminal, the v key toggles it")] = False  # fmt: skip
     # --- multi-node ------------------------------------------------------------

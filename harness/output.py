@@ -65,11 +65,16 @@ class Outputs:
             except (OSError, ValueError):
                 pass
 
-    def write(self, report: Report, final: bool = False) -> None:
-        """Every output; a failed one goes to its fallback (final write: the failure is kept)."""
+    def write(self, report: Report, final: bool = False, only: str | None = None) -> None:
+        """Every output (or those ending in ``only``); a failed one goes to its fallback
+        (final write: the failure is kept)."""
         from harness.render import render
 
         for path in self.paths:
+            if only is not None and path.suffix != only:
+                continue
+            if path in self.failed and only is not None:
+                continue  # already saved elsewhere, and said so
             try:
                 data = render(report, path)
                 atomic_write(path, data)

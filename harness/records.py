@@ -22,7 +22,8 @@ RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 BATCH = 4096
 PHASES = {m.PHASE_MEASURED: "measured", m.PHASE_WARMUP: "warmup", m.PHASE_COOLDOWN: "cooldown"}
 STATUS = {COMPLETED: "completed", FAILED: "failed", ABORTED: "aborted"}
-_TIMES = (("scheduled_ns", "sched"), ("released_ns", "release"), ("sent_ns", "recv"),
+_TIMES = (("scheduled_ns", "sched"), ("released_ns", "release"), ("dispatched_ns", "dispatched"),
+          ("sent_ns", "recv"),
           ("first_token_ns", "first"), ("last_token_ns", "last"), ("end_ns", "end"),
           ("engine_queued_ns", "eng_queued"), ("engine_scheduled_ns", "eng_sched"),
           ("engine_first_token_ns", "eng_first"), ("engine_last_token_ns", "eng_last"))  # fmt: skip
@@ -49,6 +50,7 @@ class Record(msgspec.Struct, omit_defaults=False):
     outputs: int  # outputs it arrived in (tokens can come several to an output)
     scheduled_ns: int | None
     released_ns: int | None  # when a cap let it go, if one held it
+    dispatched_ns: int | None  # when the coordinator handed it to its socket
     sent_ns: int | None
     first_token_ns: int | None
     last_token_ns: int | None

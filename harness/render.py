@@ -17,10 +17,11 @@ import plotly.offline
 
 from harness import charts
 from harness.report import bench_label, fmt_num, send_rate, to_json
-from harness.schema import Dist, Report
+from harness.schema import BenchmarkResult, Dist, Report
+from harness.telemetry import node_figures
 
-DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms", "engine_queue_ms",
-         "engine_prefill_ms")  # fmt: skip
+DISTS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "dispatch_lag_ms", "pacing_lag_ms",
+         "delivery_ms", "engine_queue_ms", "engine_prefill_ms")  # fmt: skip
 STATS = ("mean", "p50", "p90", "p95", "p99", "p999")
 
 
@@ -40,6 +41,7 @@ def csv_rows(report: Report) -> list[dict[str, object]]:
             "goodput_requests_per_s": b.goodput.requests_per_s if b.goodput else None,
             "peak_inflight": b.load.peak_inflight,
             "mean_inflight": b.load.mean_inflight,
+            **_efficiency_cells(b),
         }
         for d in DISTS:
             dist = getattr(b, d)
@@ -47,6 +49,18 @@ def csv_rows(report: Report) -> list[dict[str, object]]:
                 row[f"{d}_{st}"] = getattr(dist, st) if dist is not None else None
         rows.append(row)
     return rows
+
+
+def _efficiency_cells(b: BenchmarkResult) -> dict[str, object]:
+    """GPUs, per-GPU and per-joule throughput, and the engines' telemetry summed over workers."""
+    e = b.efficiency
+    cells: dict[str, object] = {
+        "gpus": e.gpus if e else None,
+        "output_tokens_per_s_per_gpu": e.output_tokens_per_s_per_gpu if e else None,
+        "output_tokens_per_joule": e.output_tokens_per_joule if e else None,
+    }
+    cells.update({f"engines_{k}": v for k, v in node_figures(b.telemetry).items()})
+    return cells
 
 
 def to_csv(report: Report) -> str:
@@ -67,7 +81,7 @@ _STYLE = (
     ".wide{overflow-x:auto}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
     "th{background:#f4f4f4;text-align:center}td:first-child{text-align:left}"
     ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));gap:12px}"
-    ".chart{min-height:380px;border:1px solid #eee}"
+    ".stack{grid-template-columns:minmax(620px,1200px)}.chart{min-height:380px;border:1px solid #eee}"
     "pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:400px}"
     ".partial{color:#b00;font-weight:600}.better{color:#070;font-weight:600}"
     ".worse{color:#b00;font-weight:600}.same{color:#777}.warn{color:#a60}"
@@ -155,6 +169,46 @@ def worker_tables(report: Report) -> str:
     return per_bench + procs
 
 
+def engine_tables(report: Report) -> str:
+    """Each worker's telemetry in figures, what measured it, and what the harness itself cost."""
+    benches = report.benchmarks
+    sources = sorted(
+        {f"{k}: {v}" for b in benches for w in b.telemetry for k, v in w.sources.items()}
+    )
+    notes = "".join(f"<p class='note'>{html.escape(x)}</p>" for x in sources)
+    eff = [[bench_label(b), str(b.efficiency.gpus), fmt_num(b.efficiency.output_tokens_per_s_per_gpu),
+            fmt_num(b.efficiency.energy_j), fmt_num(b.efficiency.output_tokens_per_joule)]
+           for b in benches if b.efficiency and b.efficiency.gpus]  # fmt: skip
+    eff_heads = ["benchmark", "GPUs", "output tok/s per GPU", "GPU energy (J)", "output tokens per joule"]  # fmt: skip
+    cost = _table(["benchmark", "process", "CPU mean (%)", "CPU max (%)", "RSS max (MB)"],
+                  [[bench_label(b), name, fmt_num(c.cpu_mean_pct), fmt_num(c.cpu_max_pct), fmt_num(c.rss_max_mb)]
+                   for b in benches for name, c in b.harness_cost.items()])  # fmt: skip
+    return (
+        _engine_table(benches)
+        + notes
+        + (_table(eff_heads, eff) if eff else "")
+        + "<h3>The harness's own cost</h3>"
+        + cost
+    )
+
+
+def _engine_table(benches: list[BenchmarkResult]) -> str:
+    rows = []
+    for b in benches:
+        for w in b.telemetry:
+            sm = w.summary
+            rows.append([bench_label(b), str(w.worker_id), fmt_num(sm.running_mean), fmt_num(sm.waiting_mean),
+                         fmt_num(sm.kv_usage_mean_pct), fmt_num(sm.kv_usage_max_pct), str(sm.preemptions),
+                         fmt_num(None if sm.prefix_hit_rate is None else 100 * sm.prefix_hit_rate),
+                         fmt_num(sm.cpu_mean_pct), fmt_num(sm.rss_max_mb), fmt_num(sm.power_mean_w),
+                         fmt_num(sm.energy_j)])  # fmt: skip
+    if not rows:
+        return "<p>No engine telemetry in this report (run with --no-telemetry, or before telemetry).</p>"
+    return _table(["benchmark", "worker", "running (mean)", "waiting (mean)", "KV cache mean (%)",
+                   "KV cache max (%)", "preemptions", "prefix hits (%)", "CPU (%)", "RSS max (MB)",
+                   "GPU power (W)", "GPU energy (J)"], rows)  # fmt: skip
+
+
 def _json_pre(obj: object) -> str:
     return f"<pre>{html.escape(msgspec.json.format(msgspec.json.encode(obj)).decode())}</pre>"
 
@@ -170,7 +224,8 @@ def page(title: str, sections: list[tuple[str, str | list]]) -> str:
         divs = [
             f'<div class="chart" id="chart-{len(figs) + i}"></div>' for i in range(len(content))
         ]
-        parts.append(f'<div class="charts">{"".join(divs)}</div>')
+        cls = "charts stack" if heading == charts.OVER_TIME else "charts"
+        parts.append(f'<div class="{cls}">{"".join(divs)}</div>')
         figs += content
     # "</" inside the JSON would end its <script> element; "<\/" is the same JSON string.
     data = "[" + ",".join(pio.to_json(f, validate=False) for f in figs) + "]"
@@ -206,6 +261,7 @@ def to_html(report: Report, title: str = "vllm-harness report") -> str:
         ("Summary", intro + summary_table(report)),
         *charts.report_figures(report.benchmarks, slo),
         ("Workers", worker_tables(report)),
+        ("Engines and devices", engine_tables(report)),
         ("Config", _json_pre(report.config)),
         ("Environment", _json_pre(report.environment)),
     ])  # fmt: skip

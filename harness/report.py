@@ -161,6 +161,14 @@ def _end_columns(report: Report) -> list[tuple[str, str, list[str]]]:
     if report.config.get("slo"):
         good = [fmt_sig(b.goodput.requests_per_s) if b.goodput else "-" for b in bs]
         cols.append(("good\nreq/s", "", good))
+    if any(b.efficiency and b.efficiency.gpus for b in bs):  # a GPU run: choose for efficiency too
+        eff = [b.efficiency for b in bs]
+        cols.append(
+            ("tok/s\n/GPU", "", [fmt_sig(e.output_tokens_per_s_per_gpu) if e else "-" for e in eff])
+        )
+        cols.append(
+            ("out\ntok/J", "", [fmt_sig(e.output_tokens_per_joule) if e else "-" for e in eff])
+        )
     cols.append(("failed", "", [str(b.requests.failed) for b in bs]))
     if any(b.requests.aborted for b in bs):
         cols.append(("aborted", "", [str(b.requests.aborted) for b in bs]))

@@ -83,6 +83,7 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         slo=_slo(o.slo),
         checkpoint_s=_checkpoint(o.checkpoint_s),
         listen=network.listen if network else None,
+        telemetry_s=_telemetry(o),
     )
     return Run(
         config=config,
@@ -492,6 +493,15 @@ def _slo(text: str | None) -> dict[str, float]:
             raise UsageError(f"--slo {key}: expected milliseconds, got {value!r}")
         out[key] = checks.number(float(value), f"--slo {key}", lo=0.0, hi=1e9, lo_open=True)
     return out
+
+
+def _telemetry(o: RunOptions) -> float:
+    if o.no_telemetry:
+        _refuse(
+            o, ["telemetry_interval"], "sets telemetry's interval: it cannot go with --no-telemetry"
+        )
+        return 0.0
+    return checks.number(o.telemetry_interval, "--telemetry-interval", lo=0.05, hi=3600.0)
 
 
 def _checkpoint(value: float) -> float | None:

@@ -25,6 +25,8 @@ from harness.fleet import Fleet, Interrupted, RunError
 from harness.output import Outputs
 from harness.report import print_end_table
 from harness.schema import SCHEMA_VERSION, BenchmarkResult, Report
+from harness.timing import Timings
+from protocol.transport import settle_memory
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run could not complete (engine start-up, collector death, ...)
@@ -36,14 +38,16 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class Execution:
     """One run: its fleet, its benchmarks, and the report they make."""
 
-    def __init__(self, run: Run, fleet: Fleet) -> None:
+    def __init__(self, run: Run, fleet: Fleet, timings: Timings) -> None:
         self.run = run
         self.fleet = fleet
+        self.timings = timings
         self.results: list[BenchmarkResult] = []
         self.outputs = Outputs(run.outputs, run.run_id)
         self.display = Display(run)
         self.loop = BenchLoop(run, fleet, self.display, self.checkpoint)
         self.config = msgspec.to_builtins(run.config)
+        self.final: Report | None = None
 
     def report(self, benchmarks: list[BenchmarkResult], partial: bool, why: str | None) -> Report:
         return Report(
@@ -58,6 +62,7 @@ class Execution:
             stop_reason=why,
             rejected_messages=dict(self.fleet.rejected),
             records=[str(p.resolve()) for p in self.run.records],
+            timings=self.timings.as_dict(),
         )
 
     def checkpoint(self, running: BenchmarkResult) -> None:
@@ -68,6 +73,7 @@ class Execution:
         """Run every benchmark; (why the run stopped early, exit code)."""
         for i, plan in enumerate(self.run.plans(self.results)):
             res = self.loop.run_bench(i, plan)
+            self.timings.mark(f"benchmark {i}: {plan.name}")
             self.results.append(res)
             if self.fleet.interrupted:
                 return "interrupted", EXIT_INTERRUPTED
@@ -104,7 +110,17 @@ class Execution:
             self.fleet.start(on_tick=self.display.startup)
             ok = True
         finally:
+            if self.fleet.spawned_at is not None:
+                self.timings.mark("spawn", self.fleet.spawned_at)
+            self.timings.mark("engine start")
             self.display.started(self.fleet, ok)
+            settle_memory()  # the workload's prompts stay out of every collection while pacing
+
+    def rewrite_timings(self) -> None:
+        """The JSON reports again, now that the shutdown's time is known too."""
+        if self.final is not None:
+            self.final.timings = self.timings.as_dict()
+            self.outputs.write(self.final, final=True, only=".json")
 
     def _write_final(self, why: str | None, code: int) -> None:
         running = self.loop.bench
@@ -113,11 +129,14 @@ class Execution:
             if cut is not None:
                 cut.stop_reason = why
                 self.results.append(cut)
-        self.outputs.write(self.report(self.results, code != EXIT_OK, why), final=True)
+        self.final = self.report(self.results, code != EXIT_OK, why)
+        self.outputs.write(self.final, final=True)
 
 
 def execute(run: Run) -> int:
-    """Run it, write its report, print its tables; the exit code."""
+    """Run it, write its report and print its table, then stop the engines; the exit code."""
+    timings = Timings()
+    timings.mark("set-up (imports, options, workload)")
     try:
         fleet = Fleet(run)
     except RunError as e:
@@ -129,7 +148,7 @@ def execute(run: Run) -> int:
         net = run.network
         _say(f"harness: waiting for {net.remote_workers} remote worker(s) on {net.listen}; on each "
              f"node run: {join_command(net, fleet.server_key)}")  # fmt: skip
-    ex = Execution(run, fleet)
+    ex = Execution(run, fleet, timings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         first = not fleet.interrupted
@@ -140,16 +159,21 @@ def execute(run: Run) -> int:
             raise KeyboardInterrupt  # the second signal: stop waiting for in-flight requests
 
     old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    code = EXIT_FAILED
     try:
         code = ex.execute()
+        with shielded():
+            _print_end(run, ex, code)  # the answer comes before the engines stop
+            timings.mark("results")
     finally:
         try:
             with shielded():
                 fleet.close()
+                timings.mark("shutdown")
+                ex.rewrite_timings()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-    _print_end(run, ex, code)
     return code
 
 

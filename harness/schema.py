@@ -65,3 +65,6 @@ class Report(msgspec.Struct):
     # count is per benchmark, in its CollectorStats).
     rejected_messages: dict[str, int] = {}
     records: list[str] = []  # per-request record files of this run (harness export reads them)
+    # Where the wall time went, in seconds: consecutive phases from the process's start
+    # (imports and set-up, spawn, engine start, each benchmark, results, shutdown) and "wall".
+    timings: dict[str, float] = {}

@@ -282,8 +282,11 @@ def _engine_dists(
     release = np.maximum(c["sched"], c["release"])
     eng = comp & (c["eng_sched"] > 0) & (c["eng_queued"] > 0)
     engf = eng & (c["eng_first"] > 0)
+    disp = got & (c["dispatched"] > 0)
     return {
         "dispatch_lag_ms": dist((c["recv"][got] - release[got]) / _S),
+        "pacing_lag_ms": dist((c["dispatched"][disp] - release[disp]) / _S),
+        "delivery_ms": dist((c["recv"][disp] - c["dispatched"][disp]) / _S),
         "engine_queue_ms": dist((c["eng_sched"][eng] - c["eng_queued"][eng]) / _S),
         "engine_prefill_ms": dist((c["eng_first"][engf] - c["eng_sched"][engf]) / _S),
     }

@@ -47,5 +47,5 @@ def from_collector() -> Codec[m.CollectorToCoordinator]:
     return Codec(m.CollectorToCoordinator)
 
 
-def events() -> Codec[m.Events]:
-    return Codec(m.Events)
+def events() -> Codec[m.WorkerToCollector]:
+    return Codec(m.WorkerToCollector)

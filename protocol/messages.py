@@ -44,6 +44,7 @@ class RequestSpec(_Rec):
     # When a cap (--max-concurrency, --max-inflight-per-worker) held it past sched_ns, the
     # moment it was let go; 0 if it was not held. Dispatch lag counts from the later of the two.
     release_ns: int = 0
+    dispatched_ns: int = 0  # when the coordinator handed it to its socket
 
 
 class Submit(_Msg, tag="submit"):
@@ -75,6 +76,7 @@ class Configure(_Msg, tag="configure"):
     events_port: int  # the collector's port, on the host the worker connected to
     heartbeat_s: float = 1.0
     events_key: str = ""  # the collector's CURVE public key for that port
+    telemetry_s: float = 1.0  # 0: none
 
 
 class Refused(_Msg, tag="refused"):
@@ -162,6 +164,7 @@ class Started(_Rec):
     prompt_len: int
     max_tokens: int
     release_ns: int = 0
+    dispatched_ns: int = 0
 
 
 class EngineTimes(_Rec):
@@ -206,6 +209,48 @@ class Events(_Msg, tag="events"):
     started: list[Started] = []
     finished: list[Finished] = []
     failed: list[Failed] = []
+
+
+class GpuSample(_Rec):
+    """One GPU over one telemetry interval (NVML): means, and the energy the driver counted."""
+
+    index: str
+    sm_util_pct: float
+    mem_used_mb: float
+    power_w: float
+    sm_clock_mhz: float
+    temp_c: float
+    energy_j: float = -1.0  # over the interval; -1 where the GPU has no energy counter
+
+
+class TelemetrySample(_Rec):
+    """A worker's engine and devices over one interval ending at ``t_ns`` (the head's clock).
+
+    Scheduler figures are means over the interval's engine steps (counts are sums); -1
+    marks what the engine does not report (the sim engine has no KV cache).
+    """
+
+    t_ns: int
+    steps: int
+    running: float
+    waiting: float
+    kv_usage_pct: float
+    kv_usage_max_pct: float
+    preemptions: int
+    prefix_queries: int
+    prefix_hits: int
+    spec_drafts: int
+    spec_draft_tokens: int
+    spec_accepted_tokens: int
+    cpu_pct: float  # the worker's processes (vLLM's engine processes included), 100 = one core
+    rss_mb: float
+    gpus: list[GpuSample] = []
+
+
+class Telemetry(_Msg, tag="telemetry"):
+    worker_id: int
+    samples: list[TelemetrySample]
+    sources: dict[str, str] = {}  # what measured what, and why a source is missing
 
 
 # --- coordinator <-> collector (a private IPC link) ---------------------------
@@ -307,7 +352,7 @@ CoordinatorToWorker = Submit | Cancel | Shutdown | Configure | Refused | Pong
 WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Ping
 CoordinatorToCollector = BeginBench | Extend | EndBench | Snapshot | Lost | Stop | Admit
 CollectorToCoordinator = Hello | Progress | BenchResult
-WorkerToCollector = Events
+WorkerToCollector = Events | Telemetry
 
 
 # --- process start-up (JSON on the command line) ---------------------------
@@ -334,6 +379,7 @@ class WorkerConfig(msgspec.Struct):
     clock_skew_ns: int = 0  # tests only: pretend this host's clock is ahead by this much
     model: str | None = None  # remote: this host's path to the model, if not the head's
     server_key: str = ""  # remote: the head's CURVE public key
+    telemetry_s: float = 1.0  # aggregate and send engine and device telemetry this often; 0: none
 
 
 def read_config(path: str, type_: type) -> object:

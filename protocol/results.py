@@ -105,6 +105,68 @@ class Goodput(msgspec.Struct):
     from_send_requests_per_s: float | None = None  # on vLLM's clock (from the send)
 
 
+class GpuSeries(msgspec.Struct):
+    index: str
+    sm_util_pct: list[float]
+    mem_used_mb: list[float]
+    power_w: list[float]
+    sm_clock_mhz: list[float]
+    temp_c: list[float]
+
+
+class TelemetrySeries(msgspec.Struct):
+    """One worker's samples, at ``t_s`` seconds from the benchmark's start (each interval's end).
+
+    None where the engine does not report a figure (the sim engine has no KV cache)."""
+
+    t_s: list[float]
+    running: list[float]
+    waiting: list[float]
+    kv_usage_pct: list[float | None]
+    preemptions: list[int]
+    prefix_hit_pct: list[float | None]
+    cpu_pct: list[float]
+    rss_mb: list[float]
+    gpus: list[GpuSeries] = []
+
+
+class TelemetrySummary(msgspec.Struct):
+    samples: int
+    running_mean: float
+    waiting_mean: float
+    kv_usage_mean_pct: float | None
+    kv_usage_max_pct: float | None
+    preemptions: int
+    prefix_hit_rate: float | None  # prefix-cache hits / queries (tokens)
+    spec_acceptance_rate: float | None  # accepted / drafted tokens, with speculative decoding
+    cpu_mean_pct: float
+    rss_max_mb: float
+    power_mean_w: float | None  # the worker's GPUs together
+    energy_j: float | None
+
+
+class WorkerTelemetry(msgspec.Struct):
+    worker_id: int
+    sources: dict[str, str]  # what measured each figure, or why it is missing
+    summary: TelemetrySummary
+    series: TelemetrySeries
+
+
+class ProcessCost(msgspec.Struct):
+    """One of the harness's own processes over a benchmark: what the harness itself cost."""
+
+    cpu_mean_pct: float
+    cpu_max_pct: float
+    rss_max_mb: float
+
+
+class Efficiency(msgspec.Struct):
+    gpus: int  # the GPUs the benchmark's workers ran on (0 on CPU)
+    output_tokens_per_s_per_gpu: float | None
+    energy_j: float | None  # the GPUs', as NVML counted it over the benchmark
+    output_tokens_per_joule: float | None
+
+
 class BenchmarkResult(msgspec.Struct):
     index: int
     name: str
@@ -134,6 +196,13 @@ class BenchmarkResult(msgspec.Struct):
     # TTFT and E2E from the worker's receipt of the request: what vLLM's client measures.
     ttft_from_send_ms: Dist | None = None
     e2e_from_send_ms: Dist | None = None
+    # Dispatch lag in two hops: the coordinator's lateness in handing a request to its
+    # socket, and from there to the worker's receipt (ZeroMQ and the worker's loop).
+    pacing_lag_ms: Dist | None = None
+    delivery_ms: Dist | None = None
+    telemetry: list[WorkerTelemetry] = []  # per worker: scheduler, KV cache, devices
+    harness_cost: dict[str, ProcessCost] = {}  # the coordinator's and the collector's own
+    efficiency: Efficiency | None = None
 
 
 # Percentiles at which cdf_ms samples each distribution.

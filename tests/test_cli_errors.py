@@ -100,6 +100,9 @@ RUN_BAD: dict[str, list[tuple[list[str], str]]] = {
     "checkpoint_s": [([*SIM, "--checkpoint-s", v], "--checkpoint-s must be") for v in ("-1", "nan", "0.01")],
     "log_dir": [([*SIM, "--log-dir", p], "--log-dir") for p in ("{file}", "/proc/logs")],
     "quiet": [([*SIM, "--quiet", "yes"], "harness: error:")],
+    "telemetry_interval": [([*SIM, "--telemetry-interval", v], "--telemetry-interval") for v in ("0", "nan", "-1", "1e9")]
+    + [([*SIM, "--no-telemetry", "--telemetry-interval", "2"], "cannot go with --no-telemetry")],
+    "no_telemetry": [([*SIM, "--no-telemetry", "yes"], "harness: error:")],
     "verbose": [([*SIM, "--verbose", "--quiet"], "--verbose")],
     "save_token_times": [([*SIM, "--save-token-times"], "--save-token-times adds to the request records")],
     "no_clobber": [([*SIM, "--no-clobber", "--output", "{json}"], "exists (--no-clobber)")],

@@ -73,6 +73,32 @@ CASES = [
             [m.Failed(3, 100, "boom", False)],
         ),
     ),
+    (
+        codec.events,
+        m.Telemetry(
+            1,
+            [
+                m.TelemetrySample(
+                    10**12,
+                    40,
+                    3.5,
+                    1.0,
+                    42.5,
+                    60.0,
+                    2,
+                    10,
+                    7,
+                    0,
+                    0,
+                    0,
+                    180.0,
+                    900.5,
+                    [m.GpuSample("0", 97.0, 70_000.0, 650.5, 1980.0, 61.0, 650.1)],
+                )
+            ],
+            {"engine": "vLLM SchedulerStats"},
+        ),  # fmt: skip
+    ),
 ]
 
 

@@ -208,3 +208,13 @@ def test_duplicate_and_foreign_records_are_rejected():
     c.ingest(events(started=[m.Started(3, 0, 0, ns(1), ns(2), 5, 4)]), "ipc")  # started twice
     assert (acc.columns()["n_out"] == before).all()
     assert acc.late == 1 and sum(acc.rejected.values()) == 2
+
+
+def test_ends_and_tokens_before_any_start_are_rejected_not_fatal():
+    """Found by the hostile-frames test: before the first start there are no columns to index."""
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
+    c.ingest(events(tokens=[(1, 1, ns(5))]), "ipc")
+    c.ingest(events(finished=[m.Finished(2, 1, ns(6), "length")]), "ipc")
+    c.ingest(events(failed=[m.Failed(3, ns(6), "boom")]), "ipc")
+    assert acc.size == 0 and sum(acc.rejected.values()) == 3

@@ -76,6 +76,7 @@ def test_real_engine_completes_every_request_exactly(
         max_requests=str(n),
         data=f"prompt_tokens={PROMPT},output_tokens={OUTPUT}",
         startup_timeout="400",
+        telemetry_interval=0.05,  # the benchmark lasts about a second
         timeout=600,
         env=env,
     )
@@ -115,7 +116,26 @@ def test_real_engine_completes_every_request_exactly(
         assert warnings == []
     expect = "false" if fake_version else "true"
     assert [w["engine_config"]["vllm_supported"] for w in envs] == [expect] * workers
+    check_telemetry(b, workers)
     assert stray_processes(t_start) == []
+
+
+def check_telemetry(b: dict, workers: int) -> None:
+    """vLLM's scheduler through its stat logger, and the worker's processes, every 0.05 s."""
+    tele = {w["worker_id"]: w for w in b["telemetry"]}
+    assert sorted(tele) == list(range(workers))
+    for w in tele.values():
+        s, sm = w["series"], w["summary"]
+        gaps = [b - a for a, b in zip(s["t_s"], s["t_s"][1:], strict=False)]
+        assert len(s["t_s"]) >= 3 and all(0.02 < g < 1.0 for g in gaps)  # the loop also runs vLLM
+        kv = [x for x in s["kv_usage_pct"] if x is not None]
+        assert kv and all(0 <= x <= 100 for x in kv) and max(kv) > 0  # the cache held requests
+        assert max(s["running"]) > 0 and sm["running_mean"] > 0
+        assert 0 < sm["kv_usage_mean_pct"] <= sm["kv_usage_max_pct"] <= 100
+        assert all(x > 0 for x in s["rss_mb"]) and max(s["cpu_pct"]) > 0
+        assert w["sources"]["gpu"] == "none: a cpu worker has no GPU"
+    assert set(b["harness_cost"]) == {"coordinator", "collector"}
+    assert b["efficiency"]["gpus"] == 0 and b["efficiency"]["output_tokens_per_joule"] is None
 
 
 def test_bad_engine_argument_fails_fast_with_one_line(harness):
@@ -148,8 +168,9 @@ def test_kill_9_of_a_real_worker_fails_its_requests(tmp_path):
     cmd = [
         sys.executable, "-m", "harness", "run", "--engine", "vllm", "--device", "cpu",
         "--workers", "2", "--enforce-eager", "--profile", "constant", "--rate", "8",
-        "--dispatch", "round-robin",  # worker 1 always holds requests when it dies
-        "--max-requests", "160", "--data", f"prompt_tokens={PROMPT},output_tokens={4 * OUTPUT}",
+        "--dispatch", "round-robin",  # worker 1 always holds requests when it dies:
+        # 4 a second, each longer than a second to generate
+        "--max-requests", "160", "--data", f"prompt_tokens={PROMPT},output_tokens={16 * OUTPUT}",
         "--checkpoint-s", "1", "--quiet", "--output", str(out), "--log-dir", str(tmp_path / "logs"),
         "--startup-timeout", "400",
     ]  # fmt: skip

@@ -81,6 +81,7 @@ class Outbox:
                 len(spec.prompt),
                 spec.max_tokens,
                 spec.release_ns,
+                spec.dispatched_ns,
             )
         )
         self._touch()

@@ -25,6 +25,7 @@ from protocol.transport import make_socket, split_tcp
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
 from workers.placement import PlacementError, place_remote
+from workers.telemetry import Devices, Sampler, SchedulerView
 
 EXIT_STARTUP_FAILED = 3
 EXIT_ENGINE_DIED = 4
@@ -67,6 +68,7 @@ class Worker:
         self.ev = codec.events()
         self.outbox = Outbox(cfg.worker_id, self._send_events, self._send_up)
         self.engine: Engine | None = None
+        self.scheduler = SchedulerView()  # the engine reports its steps here (telemetry)
         self.stopping = asyncio.Event()
         self.bad_messages = 0
         self.clock = ClockSync()
@@ -82,14 +84,30 @@ class Worker:
             from workers.sim_engine import SimEngine, SimParams
 
             params = msgspec.convert(cfg.engine_args, SimParams)
-            return SimEngine(cfg.worker_id, params, self.outbox)
+            return SimEngine(cfg.worker_id, params, self.outbox, self.scheduler)
         from workers.vllm_engine import VllmEngine
 
         return VllmEngine(
-            cfg.worker_id, dict(cfg.engine_args), cfg.device, cfg.devices, self.outbox
+            cfg.worker_id,
+            dict(cfg.engine_args),
+            cfg.device,
+            cfg.devices,
+            self.outbox,
+            self.scheduler,
         )
 
-    def _send_events(self, msg: m.Events) -> None:
+    async def _telemetry(self) -> None:
+        """Every interval, one sample of the engine and the devices to the collector."""
+        cfg = self.cfg
+        devices = Devices(cfg.device, cfg.devices)
+        sampler = Sampler(
+            self.scheduler, devices, lambda: time.monotonic_ns() + self.outbox.clock_offset_ns
+        )
+        while True:
+            await asyncio.sleep(cfg.telemetry_s)
+            self._send_events(m.Telemetry(cfg.worker_id, [sampler.sample()], devices.sources))
+
+    def _send_events(self, msg: m.Events | m.Telemetry) -> None:
         try:
             self.push.send(self.ev.encode(msg), copy=False)
         except zmq.Again:
@@ -175,6 +193,7 @@ class Worker:
         if cfg.model and reply.engine == "vllm":
             cfg.engine_args = {**reply.engine_args, "model": cfg.model}
         cfg.heartbeat_s = reply.heartbeat_s
+        cfg.telemetry_s = reply.telemetry_s
         self.outbox.worker_id = reply.worker_id
         try:
             device, slot = place_remote(reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb)
@@ -239,10 +258,14 @@ class Worker:
         if cfg.remote:
             info.clock_offset_ns = self.clock.offset_ns
             info.clock_error_ns = self.clock.error_ns
+        transport.settle_memory()  # the engine's long-lived objects: no GC pause at a receipt
         self._send_up(m.Ready(info))
+        tele = loop.create_task(self._telemetry()) if cfg.telemetry_s > 0 else None
         await self.stopping.wait()
         loop.remove_reader(fd)
         hb.cancel()
+        if tele is not None:
+            tele.cancel()
         self.outbox.flush()
         ob = self.outbox
         print(

@@ -22,6 +22,7 @@ import numpy as np
 
 from protocol import messages as m
 from workers.engine import Outbox
+from workers.telemetry import SchedulerView
 
 
 class SimParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,6 +35,8 @@ class SimParams(msgspec.Struct, forbid_unknown_fields=True):
     # Every fail_every-th request (by request id) fails instead of running: for testing
     # error accounting and --max-errors. 0 = never.
     fail_every: int = 0
+    # Tests only: how long its shutdown takes (an engine that will not stop).
+    shutdown_delay_s: float = 0.0
 
 
 # A step that starts this late after the last one ended is not back to back:
@@ -42,10 +45,17 @@ _RESYNC_NS = 2_000_000
 
 
 class SimEngine:
-    def __init__(self, worker_id: int, params: SimParams, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        params: SimParams,
+        outbox: Outbox,
+        scheduler: SchedulerView | None = None,
+    ) -> None:
         self.worker_id = worker_id
         self.p = params
         self.out = outbox
+        self.scheduler = scheduler  # its own view of its batch, for telemetry (no KV cache)
         self._waiting: deque[m.RequestSpec] = deque()
         self._rid = np.zeros(0, np.int64)
         self._left = np.zeros(0, np.int32)
@@ -92,6 +102,8 @@ class SimEngine:
             self._rid, self._left, self._max = self._rid[keep], self._left[keep], self._max[keep]
 
     async def shutdown(self) -> None:
+        if self.p.shutdown_delay_s:
+            await asyncio.sleep(self.p.shutdown_delay_s)
         self._closed = True
         self._wake.set()
         if self._task is not None:
@@ -118,6 +130,8 @@ class SimEngine:
                 cost_ms += p.prefill_ms + p.prefill_us_per_token * prompt / 1000.0
             if len(self._rid):
                 cost_ms += p.decode_ms + p.decode_us_per_seq * len(self._rid) / 1000.0
+            if self.scheduler is not None:
+                self.scheduler.step(len(self._rid) + len(admitted), len(self._waiting))
             now = time.monotonic_ns()
             start = step_end if 0 <= now - step_end < _RESYNC_NS else now
             step_end = start + int(cost_ms * 1e6)

@@ -27,6 +27,7 @@ from typing import Any
 
 from protocol import messages as m
 from workers.engine import Outbox
+from workers.telemetry import SchedulerView
 from workers.vllm_compat import (
     FORCED_PUBLIC,
     OUTPUT_PATH_ENV,
@@ -65,8 +66,10 @@ def _hook(collector: Any, deliver: Callable[[Any], None]) -> None:
 
 class VllmEngine:
     def __init__(
-        self, worker_id: int, args: dict[str, Any], device: str, devices: list[str], outbox: Outbox
-    ) -> None:
+        self, worker_id: int, args: dict[str, Any], device: str, devices: list[str], outbox: Outbox,
+        scheduler: SchedulerView | None = None,
+    ) -> None:  # fmt: skip
+        self.scheduler = scheduler  # vLLM's scheduler stats go here, once per engine step
         self.worker_id = worker_id
         self.args = dict(args)
         self.device = device
@@ -93,7 +96,7 @@ class VllmEngine:
         # A custom stat logger turns on vLLM's per-request stats (RequestStateStats, which
         # separate queueing from prefill) without its periodic logging and Prometheus
         # metrics, which cost the engine's frontend about a fifth of its time.
-        loggers = [_silent_stat_logger()] if args["disable_log_stats"] else None
+        loggers = [_stat_logger(self.scheduler)] if args["disable_log_stats"] else None
         # vllm serve's usage context, so defaults are a deployed server's.
         self.engine = AsyncLLM.from_engine_args(
             engine_args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
@@ -356,20 +359,29 @@ def _vllm_version() -> str:
         return "unknown"
 
 
-def _silent_stat_logger() -> Any:
-    """A stat logger that records nothing.
+def _stat_logger(view: SchedulerView | None) -> Any:
+    """A stat logger that keeps only what telemetry needs: no logging, no Prometheus.
 
-    Any custom logger turns on per-request stats; being a PrometheusStatLogger
-    stops vLLM from adding its default Prometheus logger too.
+    Any custom logger turns on per-request stats; being a PrometheusStatLogger stops vLLM
+    from adding its default Prometheus logger too. vLLM calls ``record`` once per engine
+    step on the worker's event loop: it adds a few numbers to ``view``, and never raises
+    (an exception would stop vLLM's output handler).
     """
     from vllm.v1.metrics.loggers import PrometheusStatLogger
 
-    class SilentStatLogger(PrometheusStatLogger):  # type: ignore[misc]
+    class TelemetryStatLogger(PrometheusStatLogger):  # type: ignore[misc]
         def __init__(self, vllm_config: Any, engine_indexes: Any = None) -> None:
             pass
 
-        def record(self, *args: Any, **kwargs: Any) -> None:
-            pass
+        def record(
+            self, scheduler_stats: Any = None, iteration_stats: Any = None, *a: Any, **k: Any
+        ) -> None:
+            if view is None or scheduler_stats is None:
+                return
+            try:
+                _record(view, scheduler_stats, iteration_stats)
+            except Exception:  # noqa: BLE001 - telemetry must never cost the engine a step
+                pass
 
         def record_sleep_state(self, *args: Any, **kwargs: Any) -> None:
             pass
@@ -386,7 +398,23 @@ def _silent_stat_logger() -> Any:
         def log(self) -> None:
             pass
 
-    return SilentStatLogger
+    return TelemetryStatLogger
+
+
+def _record(view: SchedulerView, sched: Any, it: Any) -> None:
+    preempted = int(getattr(it, "num_preempted_reqs", 0) or 0) if it is not None else 0
+    view.step(
+        int(sched.num_running_reqs),
+        int(sched.num_waiting_reqs),
+        float(sched.kv_cache_usage),
+        preempted,
+    )
+    pc = getattr(sched, "prefix_cache_stats", None)
+    if pc is not None and getattr(pc, "queries", 0):
+        view.cache(int(pc.queries), int(pc.hits))
+    sd = getattr(sched, "spec_decoding_stats", None)
+    if sd is not None:
+        view.spec(int(sd.num_drafts), int(sd.num_draft_tokens), int(sd.num_accepted_tokens))
 
 
 def _cache_vllm_envs() -> None:
