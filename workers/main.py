@@ -24,6 +24,7 @@ from protocol import messages as m
 from protocol.transport import make_socket, split_tcp
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
+from workers.launch import launch_info
 from workers.placement import PlacementError, place_remote
 
 EXIT_STARTUP_FAILED = 3
@@ -220,6 +221,7 @@ class Worker:
                 protocol_version=m.PROTOCOL_VERSION,
                 token=cfg.token,
                 versions={"python": sys.version.split()[0]},
+                launch=launch_info() if cfg.remote else {},
             )
         )
         if cfg.remote:
