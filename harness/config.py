@@ -61,14 +61,17 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     slo: dict[str, float] = {}
     checkpoint_s: float | None = 30.0
     listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
+    launcher: str = "local"  # "ray": every worker is a Ray actor (remote_workers of them)
+    ray_address: str | None = None  # --launcher ray: the cluster it was given
 
 
 @dataclass(frozen=True)
 class Network:
-    listen: str
+    listen: str | None  # None until a launcher picks an address its nodes can reach
     remote_workers: int
     token: str  # never recorded
     token_generated: bool  # the head made it, so it prints it
+    key_file: Path | None = None  # where the head writes its public key for scripts
 
 
 @dataclass(frozen=True, eq=False)
