@@ -178,7 +178,10 @@ class Worker:
         cfg.heartbeat_s = reply.heartbeat_s
         self.outbox.worker_id = reply.worker_id
         try:
-            device, slot = place_remote(reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb)
+            ray_executor = reply.engine_args.get("distributed_executor_backend") == "ray"
+            device, slot = place_remote(
+                reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb, ray_executor
+            )
         except PlacementError as e:
             self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {e}"))
             await asyncio.sleep(0.2)
