@@ -158,12 +158,11 @@ def test_outbox_moves_every_local_time_to_the_coordinators_clock():
 
 def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_path):
     port = free_port_pair()
-    h = head(
-        tmp_path,
-        port,
-        2,
-        constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12),
-    )
+    key_file = tmp_path / "head.key"
+    opts = constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12)
+    h = head(tmp_path, port, 2, {**opts, "key_file": key_file})
+    # For scripts that start the workers (scripts/slurm/harness.sbatch): the key, 0600.
+    assert key_file.read_text() == h.key + "\n" and key_file.stat().st_mode & 0o777 == 0o600
     plain = worker(h)
     # This host's clock pretends to be 1000 s ahead: only the offset estimate can fix that.
     skewed = worker(h, "--clock-skew-s", "1000")
