@@ -539,11 +539,13 @@ class Fleet:
                 assert w.popen is not None
                 w.popen.kill()  # its pidfd then reports the death
             elif w.remote and now - w.last_seen > REMOTE_SILENCE_S:
-                why = f"silent for {now - w.last_seen:.0f}s"
-                note = (
-                    self.launcher.note(self._slot(w.hello)) if self.launcher and w.hello else None
-                )
-                self.lose(w, f"{why}; {note}" if note else why)
+                self.lose(w, self._silence(w, now))
+
+    def _silence(self, w: Peer, now: float) -> str:
+        """Why a silent remote worker is lost, with what its launcher knows (an unreachable actor)."""
+        why = f"silent for {now - w.last_seen:.0f}s"
+        note = self.launcher.note(self._slot(w.hello)) if self.launcher and w.hello else None
+        return f"{why}; {note}" if note else why
 
     def _launcher_lost(self, slot: int, why: str) -> None:
         """The launcher saw a worker end (an actor or a node lost, a worker that exited)."""
@@ -558,6 +560,7 @@ class Fleet:
         out = []
         for w in self.workers.values():
             info = w.info
+            launch = w.hello.launch if w.hello else {}
             out.append(
                 WorkerEnv(
                     worker_id=w.worker_id or 0,
@@ -573,10 +576,8 @@ class Fleet:
                     clock_offset_ns=info.clock_offset_ns if info else 0,
                     clock_error_ns=info.clock_error_ns if info else 0,
                     dropped_events=w.dropped,
-                    launcher=(w.hello.launch.get("launcher", "remote") if w.hello else "remote")
-                    if w.remote
-                    else "local",
-                    node=w.hello.launch.get("node", "") if w.hello else "",
+                    launcher=launch.get("launcher", "remote") if w.remote else "local",
+                    node=launch.get("node", ""),
                 )
             )
         return out
