@@ -317,7 +317,10 @@ class RayLauncher:
         try:
             self.infos = self.ray.get(starts, timeout=START_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001 - any Ray error: the run cannot start
-            raise RunError(f"Ray could not start the workers: {ray_reason(e)}") from None
+            why = ray_reason(e)
+            if "No module named" in why:
+                why += " (vllm-harness must be installed on every Ray node, like vLLM)"
+            raise RunError(f"Ray could not start the workers: {why}") from None
         self.waits = {a.wait.remote(): i for i, a in enumerate(self.actors)}
 
     # --- watching -------------------------------------------------------------

@@ -32,6 +32,17 @@ def core_share(cores: list[int], index: int, count: int) -> list[int]:
     return cores[index * per : (index + 1) * per]
 
 
+def _logs_folder() -> str:
+    """This node's Ray session logs (``ray logs`` lists them; they go with the session),
+    or the temp folder where Ray does not say."""
+    try:
+        from ray._private.worker import _global_node
+
+        return os.path.join(_global_node.get_session_dir_path(), "logs")
+    except Exception:  # noqa: BLE001 - an internal API: any change falls back
+        return tempfile.gettempdir()
+
+
 class WorkerHost:
     """One worker: its child process, its log on this node, and its exit."""
 
@@ -60,7 +71,7 @@ class WorkerHost:
             child_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
         child_env["RAY_ADDRESS"] = ctx.gcs_address  # vLLM's Ray executor joins this cluster
         cores = core_share(sorted(os.sched_getaffinity(0)), *share)
-        folder = os.path.join(tempfile.gettempdir(), "vllm-harness", logs)
+        folder = os.path.join(_logs_folder(), "vllm-harness", logs)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         self.log = os.path.join(folder, f"{self.name}.log")
 
