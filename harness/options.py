@@ -109,7 +109,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
 
 
 class WorkerOptions(_Options, kw_only=True, frozen=True):
-    connect: Annotated[str, opt(MULTINODE, "the head's address (its harness run --listen)", metavar="tcp://HOST:PORT")] = ""  # fmt: skip
+    connect: Annotated[str, opt(MULTINODE, "the head's address (its harness run --listen)", metavar="tcp://HOST:PORT", envvar="HARNESS_CONNECT")] = ""  # fmt: skip
     token: Annotated[Optional[str], opt(MULTINODE, "the run's secret, as the head printed it", metavar="SECRET", envvar="HARNESS_TOKEN")] = None  # fmt: skip
     server_key: Annotated[Optional[str], opt(MULTINODE, "the head's CURVE public key, as it printed it (traffic is encrypted with it)", metavar="KEY", envvar="HARNESS_SERVER_KEY")] = None  # fmt: skip
     gpus: Annotated[Optional[str], opt(ENGINE, "GPU ids for this engine [default: CUDA_VISIBLE_DEVICES, or every GPU]", metavar="IDS")] = None  # fmt: skip

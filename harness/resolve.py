@@ -685,7 +685,9 @@ class WorkerRun:
 
 def resolve_worker(o: WorkerOptions) -> WorkerRun:
     if not o.connect:
-        raise UsageError("harness worker needs --connect tcp://HOST:PORT (the head's --listen)")
+        raise UsageError(
+            "harness worker needs --connect tcp://HOST:PORT (or HARNESS_CONNECT): the head's --listen"
+        )
     connect = tcp_address(o.connect, "--connect")
     if not o.token or not o.token.strip():
         raise UsageError("harness worker needs --token (or HARNESS_TOKEN), as the head printed it")

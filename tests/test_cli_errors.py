@@ -217,6 +217,7 @@ def _no_gpus_no_token(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("HARNESS_TOKEN", raising=False)
     monkeypatch.delenv("HARNESS_SERVER_KEY", raising=False)
+    monkeypatch.delenv("HARNESS_CONNECT", raising=False)
     monkeypatch.chdir(tmp_path)  # a default output under results/ lands here
 
 

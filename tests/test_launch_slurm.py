@@ -76,8 +76,9 @@ def test_the_sbatch_script_runs_a_benchmark_with_two_workers_through_srun(tmp_pa
                     cmd = " ".join(p.info["cmdline"] or [])
                     if token in cmd:
                         on_command_lines.append(cmd)
-                    if "worker --connect" in cmd and p.environ().get("HARNESS_TOKEN") == token:
-                        workers[p.pid] = p.environ().get("SLURM_PROCID")
+                    env = p.environ() if cmd.endswith("-m harness worker") else {}
+                    if env.get("HARNESS_TOKEN") == token and env.get("HARNESS_CONNECT"):
+                        workers[p.pid] = env.get("SLURM_PROCID")  # address and key in env too
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             time.sleep(0.2)
