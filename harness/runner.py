@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import msgspec
 
 from harness import __version__, environment
 from harness.bench_loop import BenchLoop
-from harness.config import Run
+from harness.config import Network, Run
 from harness.console import Display
 from harness.fleet import Fleet, Interrupted, RunError
 from harness.output import Outputs
@@ -134,20 +135,35 @@ class Execution:
 
 
 def execute(run: Run) -> int:
-    """Run it, write its report and print its table, then stop the engines; the exit code."""
+    """Run it, write its report and print its table, then stop the engines; the exit code.
+
+    A launcher's refusal (``--launcher ray`` on a cluster that cannot hold the run) is a
+    UsageError raised here, before anything starts.
+    """
     timings = Timings()
     timings.mark("set-up (imports, options, workload)")
+    launcher = None
+    if run.config.launcher == "ray":
+        from harness.launchers.ray import connect
+
+        launcher = connect(run)
+        run = launcher.run  # with the address the cluster's nodes reach
     try:
-        fleet = Fleet(run)
+        fleet = Fleet(run, launcher)
     except RunError as e:
         print(f"harness: error: {e}", file=sys.stderr)
+        if launcher is not None:
+            launcher.close()
         return EXIT_FAILED
-    if run.network is not None:
-        from harness.remote import join_command
-
-        net = run.network
-        _say(f"harness: waiting for {net.remote_workers} remote worker(s) on {net.listen}; on each "
-             f"node run: {join_command(net, fleet.server_key)}")  # fmt: skip
+    if run.network is not None and launcher is None:
+        try:
+            _announce(run.network, fleet.server_key)
+        except OSError as e:
+            fleet.close()
+            print(
+                f"harness: error: --key-file {run.network.key_file}: {e.strerror}", file=sys.stderr
+            )
+            return EXIT_FAILED
     ex = Execution(run, fleet, timings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -175,6 +191,20 @@ def execute(run: Run) -> int:
             for s, h in old.items():
                 signal.signal(s, h)
     return code
+
+
+def _announce(net: Network, server_key: str) -> None:
+    """How workers join: the command on stderr, and the key in ``--key-file`` for scripts."""
+    from harness.remote import join_command
+
+    if net.key_file is not None:
+        tmp = net.key_file.with_name(f".{net.key_file.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(server_key + "\n")
+        os.replace(tmp, net.key_file)  # whole or absent: a script polls for it
+    _say(f"harness: waiting for {net.remote_workers} remote worker(s) on {net.listen}; on each "
+         f"node run: {join_command(net, server_key)}")  # fmt: skip
 
 
 _SHIELD = {"depth": 0}

@@ -40,6 +40,8 @@ class WorkerEnv(msgspec.Struct):
     clock_offset_ns: int = 0  # remote: the coordinator's clock minus the worker host's
     clock_error_ns: int = 0  # remote: bound on that offset's error (half the best round trip)
     dropped_events: int = 0  # Events messages it could not send because the collector fell behind
+    launcher: str = ""  # what started it: local (the head), remote (by hand), ray or slurm
+    node: str = ""  # where its launcher placed it: Ray's node IP and id, or Slurm's node name
 
 
 class Environment(msgspec.Struct):

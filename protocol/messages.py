@@ -11,7 +11,9 @@ import msgspec
 
 from protocol.results import BenchmarkResult
 
-PROTOCOL_VERSION = 2
+# 3: remote workers send Pings while their engine starts (silence then is a death too),
+# and Hello says what launched the worker.
+PROTOCOL_VERSION = 3
 
 # Request phases: measured requests feed the statistics, warm-up and cool-down
 # requests are run and counted but kept out of them. The coordinator sets each
@@ -103,6 +105,9 @@ class Hello(_Msg, tag="hello"):
     protocol_version: int
     token: str
     versions: dict[str, str] = {}
+    # What started a remote worker and where (workers/launch.py): "launcher" (ray, slurm,
+    # remote), "slot" (the launcher's worker index), "node", and the scheduler's own ids.
+    launch: dict[str, str] = {}
 
 
 class WorkerInfo(_Rec):

@@ -1,6 +1,6 @@
 """Layout and rate sweeps on one node; the Makefile's sweep targets call this.
 
-    python scripts/sweep.py node --model M --gpus 8 [--tp "1 2 4 8"] [--profile sweep]
+    python scripts/sweep.py node --model M [--gpus 8] [--tp "1 2 4 8"] [--profile sweep]
                                  [--slo ttft_ms=500,tpot_ms=50] [--args "..."] [--results results]
     python scripts/sweep.py node --device cpu --workers-list "1 2"     # CPU: W x 1 layouts
     python scripts/sweep.py rate --model M --workers 2 --tp 4 --rates "1 2 4 8"
@@ -37,6 +37,7 @@ from harness.layouts import (  # noqa: E402
 from harness.options import parse_run_argv, run_argv  # noqa: E402
 from harness.resolve import resolve  # noqa: E402
 from harness.tinymodel import read_model_config  # noqa: E402
+from workers.placement import discover_gpus  # noqa: E402
 
 
 def layout_argv(layout: Layout, harness_args: list[str], out: Path) -> list[str]:
@@ -90,7 +91,7 @@ def main() -> int:
         p.add_argument("--sweep-id", default=None)
         p.add_argument("--force", action="store_true")
     node, rate = sub.choices["node"], sub.choices["rate"]
-    node.add_argument("--gpus", type=int, default=8)
+    node.add_argument("--gpus", type=int, default=None, help="[default: the visible GPUs]")
     node.add_argument("--tp", default="1 2 4 8")
     node.add_argument("--workers-list", default="1 2", help="CPU layouts: W x 1 for each W")
     rate.add_argument("--workers", type=int, required=True)
@@ -117,7 +118,13 @@ def main() -> int:
             except ValueError as e:
                 print(f"sweep: error: {e}", file=sys.stderr)
                 return 2
-        layouts, skipped = enumerate_layouts(a.gpus, [int(t) for t in a.tp.split()], heads)
+        gpus = a.gpus if a.gpus is not None else len(discover_gpus())
+        if not gpus:
+            print(
+                "sweep: error: no GPU visible here: give --gpus N, or --device cpu", file=sys.stderr
+            )
+            return 2
+        layouts, skipped = enumerate_layouts(gpus, [int(t) for t in a.tp.split()], heads)
         for s in skipped:
             print(f"skipping tp {s.tp}: {s.reason}", flush=True)
     if not layouts:

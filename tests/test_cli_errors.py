@@ -113,6 +113,18 @@ RUN_BAD: dict[str, list[tuple[list[str], str]]] = {
                        ([*SIM, "--listen", "tcp://127.0.0.1:7000", "--remote-workers", "-1"], "--remote-workers must be")],
     "token": [([*SIM, "--token", "abc"], "--token applies to multi-node runs"),
               ([*SIM, "--listen", "tcp://127.0.0.1:7000", "--remote-workers", "1", "--token", " "], "--token must not be empty")],
+    "key_file": [([*SIM, "--key-file", "{tmp}/key"], "--key-file applies to multi-node runs"),
+                 ([*SIM, "--listen", "tcp://127.0.0.1:7000", "--remote-workers", "1", "--key-file", "{tmp}"], "--key-file"),
+                 ([*SIM, "--launcher", "ray", "--key-file", "{tmp}/key"], "--launcher ray starts them itself")],
+    "launcher": [([*SIM, "--launcher", "slurm"], "Invalid value for '--launcher'"),
+                 ([*SIM, "--launcher", "ray", "--workers", "0"], "--launcher ray needs --workers N > 0"),
+                 ([*SIM, "--launcher", "ray", "--listen", "tcp://127.0.0.1:7000", "--remote-workers", "1"],
+                  "--remote-workers counts workers started by hand"),
+                 ([*VLLM, "--launcher", "ray", "--tp", "2"], "--device cpu runs --tp 1"),
+                 ([*SIM, "--launcher", "ray", "--listen", "127.0.0.1:7000"], "--listen: expected tcp://HOST:PORT")],
+    "ray_address": [([*SIM, "--ray-address", "auto"], "--ray-address applies to --launcher ray")]
+                   + [([*SIM, "--launcher", "ray", "--ray-address", v], "--ray-address: expected auto, HOST:PORT or ray://HOST:PORT")
+                      for v in ("bogus::", "ray://h", "h:0", "h:99999", "http://h:80")],
     "_parser": [([*SIM, "--no-such-option"], "harness: error:"), ([*SIM, "extra"], "harness: error:")],
 }  # fmt: skip
 
@@ -208,6 +220,7 @@ def _no_gpus_no_token(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("HARNESS_TOKEN", raising=False)
     monkeypatch.delenv("HARNESS_SERVER_KEY", raising=False)
+    monkeypatch.delenv("HARNESS_CONNECT", raising=False)
     monkeypatch.chdir(tmp_path)  # a default output under results/ lands here
 
 

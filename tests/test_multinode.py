@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,12 +158,11 @@ def test_outbox_moves_every_local_time_to_the_coordinators_clock():
 
 def test_remote_workers_join_with_a_skewed_clock_and_every_request_counts(tmp_path):
     port = free_port_pair()
-    h = head(
-        tmp_path,
-        port,
-        2,
-        constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12),
-    )
+    key_file = tmp_path / "head.key"
+    opts = constant_rate("prefill_ms=20,decode_ms=2", 150, 300, 12)
+    h = head(tmp_path, port, 2, {**opts, "key_file": key_file})
+    # For scripts that start the workers (scripts/slurm/harness.sbatch): the key, 0600.
+    assert key_file.read_text() == h.key + "\n" and key_file.stat().st_mode & 0o777 == 0o600
     plain = worker(h)
     # This host's clock pretends to be 1000 s ahead: only the offset estimate can fix that.
     skewed = worker(h, "--clock-skew-s", "1000")
@@ -316,3 +317,30 @@ def test_a_listen_address_in_use_is_one_line_and_exit_1(tmp_path):
     (line,) = [ln for ln in err.splitlines() if ln.startswith("harness: error:")]
     assert f"cannot listen on tcp://127.0.0.1:{port}" in line and "in use" in line
     assert "Traceback" not in err
+
+
+def test_a_remote_worker_killed_while_its_engine_starts_is_reported_within_15_s(tmp_path):
+    # 60 s of simulated engine start-up, during which the worker's heartbeat goes on.
+    opts = dict(workers=0, sim="startup_s=60,decode_ms=1", max_requests=10,
+                data="prompt_tokens=8,output_tokens=2")  # fmt: skip
+    h = head(tmp_path, free_port_pair(), 1, opts)
+    w = worker(h)
+    deadline = time.monotonic() + 60
+    assert w.stdout is not None
+    while "simulating 60 s of start-up" not in (line := w.stdout.readline()):
+        assert time.monotonic() < deadline and line, "the worker did not start its engine"
+    time.sleep(12)  # past the silence limit: a worker that heartbeats while it starts lives on
+    assert h.proc.poll() is None
+    procs = [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    lines: queue.SimpleQueue[tuple[float, str]] = queue.SimpleQueue()
+    threading.Thread(target=lambda: [lines.put((time.monotonic(), ln)) for ln in h.proc.stderr],
+                     daemon=True).start()  # fmt: skip
+    at, line = lines.get(timeout=15)
+    while not line.startswith("harness: error:"):
+        at, line = lines.get(timeout=max(0.1, killed + 15 - time.monotonic()))
+    assert at - killed < 15, at - killed  # long before --startup-timeout (60 s)
+    assert "harness-worker-0 (" in line and "was lost during start-up (silent for 10s)" in line
+    assert h.proc.wait(timeout=60) == 1

@@ -83,6 +83,8 @@ def values(name: str, f: dict) -> tuple[object, object]:
         "listen": ("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7003"), "remote_workers": (1, 2),
         "token": ("a", "b"), "no_clobber": (True, False), "save_token_times": (True, False),
         "telemetry_interval": (0.5, 2.0), "no_telemetry": (True, False),
+        "key_file": (d / "k1", d / "k2"), "launcher": ("local", "ray"),
+        "ray_address": ("auto", "127.0.0.1:6379"),
     }  # fmt: skip
     if name == "data" and f.get("profile") == "replay":
         return [f["traces"][0]], [f["traces"][1]]

@@ -24,6 +24,7 @@ from protocol import messages as m
 from protocol.transport import make_socket, split_tcp
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
+from workers.launch import launch_info
 from workers.placement import PlacementError, place_remote
 from workers.telemetry import Devices, Sampler, SchedulerView
 
@@ -196,7 +197,10 @@ class Worker:
         cfg.telemetry_s = reply.telemetry_s
         self.outbox.worker_id = reply.worker_id
         try:
-            device, slot = place_remote(reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb)
+            ray_executor = reply.engine_args.get("distributed_executor_backend") == "ray"
+            device, slot = place_remote(
+                reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb, ray_executor
+            )
         except PlacementError as e:
             self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {e}"))
             await asyncio.sleep(0.2)
@@ -239,6 +243,7 @@ class Worker:
                 protocol_version=m.PROTOCOL_VERSION,
                 token=cfg.token,
                 versions={"python": sys.version.split()[0]},
+                launch=launch_info() if cfg.remote else {},
             )
         )
         if cfg.remote:

@@ -106,13 +106,19 @@ def place_cpus(workers: int, cores: list[int], kv_cache_gb: int) -> list[Slot]:
     return slots
 
 
-def place_remote(engine: str, device: str, tp: int, kv_cache_gb: int) -> tuple[str, Slot]:
+def place_remote(
+    engine: str, device: str, tp: int, kv_cache_gb: int, ray_executor: bool = False
+) -> tuple[str, Slot]:
     """A remote worker's devices, found on its own host: its first ``tp`` visible GPUs, or its cores.
 
     Returns the device kind it resolved ("auto" becomes "cuda" where GPUs are visible).
+    With vLLM's Ray executor (``distributed_executor_backend=ray``) vLLM places the
+    engine's GPUs itself, on any nodes of its Ray cluster: nothing is placed here.
     """
     if engine == "sim":
         return "sim", Slot(0, [], {})
+    if ray_executor and device != "cpu":
+        return "cuda", Slot(0, [f"{tp} GPU(s) placed by vLLM's Ray executor"], {})
     gpus = discover_gpus() if device in ("auto", "cuda") else []
     if device == "cuda" or (device == "auto" and gpus):
         return "cuda", named(place_gpus(1, tp, gpus))[0]

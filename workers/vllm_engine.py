@@ -84,23 +84,16 @@ class VllmEngine:
 
     async def start(self) -> m.WorkerInfo:
         t0 = time.monotonic()
-        from vllm import AsyncEngineArgs, SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-        from vllm.usage.usage_lib import UsageContext
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        self._SamplingParams = SamplingParams
-        self._delta = RequestOutputKind.DELTA
-        args = {"disable_log_stats": True, **self.args}
-        engine_args = AsyncEngineArgs(**args)
-        # A custom stat logger turns on vLLM's per-request stats (RequestStateStats, which
-        # separate queueing from prefill) without its periodic logging and Prometheus
-        # metrics, which cost the engine's frontend about a fifth of its time.
-        loggers = [_stat_logger(self.scheduler)] if args["disable_log_stats"] else None
-        # vllm serve's usage context, so defaults are a deployed server's.
-        self.engine = AsyncLLM.from_engine_args(
-            engine_args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
-        )
+        # Importing vLLM and building its engine take a minute: in a thread, so this
+        # worker's loop keeps running meanwhile and a remote worker's heartbeat goes on
+        # (the head tells a slow start from a dead host by it).
+        self.engine = await asyncio.get_running_loop().run_in_executor(None, self._build)
+        # Built outside a running loop, AsyncLLM defers its output handler to the first
+        # request; start it here, as it does when built inside one, so that an engine
+        # which fails before any request is still noticed.
+        start_output_handler = getattr(self.engine, "_run_output_handler", None)
+        if start_output_handler is not None:
+            start_output_handler()
         _cache_vllm_envs()
         effective = _effective_config(self.engine.vllm_config)
         effective.update(self._check_version())
@@ -188,6 +181,26 @@ class VllmEngine:
             await asyncio.wait_for(self.engine.abort([PROBE_ID]), 10.0)
         except Exception:  # noqa: BLE001 - the probe has failed already; the run goes on
             pass
+
+    def _build(self) -> Any:
+        """vLLM's AsyncLLM, as ``vllm serve`` builds it; runs in a thread, off the loop."""
+        from vllm import AsyncEngineArgs, SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._SamplingParams = SamplingParams
+        self._delta = RequestOutputKind.DELTA
+        args = {"disable_log_stats": True, **self.args}
+        engine_args = AsyncEngineArgs(**args)
+        # A custom stat logger turns on vLLM's per-request stats (RequestStateStats, which
+        # separate queueing from prefill) without its periodic logging and Prometheus
+        # metrics, which cost the engine's frontend about a fifth of its time.
+        loggers = [_stat_logger(self.scheduler)] if args["disable_log_stats"] else None
+        # vllm serve's usage context, so defaults are a deployed server's.
+        return AsyncLLM.from_engine_args(
+            engine_args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
+        )
 
     def _sampling(self, max_tokens: int) -> Any:
         sp = self._params.get(max_tokens)
