@@ -79,7 +79,13 @@ COLUMNS: dict[str, type] = {
     "eng_first": np.int64,
     "eng_last": np.int64,
     "preemptions": np.int32,
+    "finish": np.int8,  # FINISH_REASONS: why a finished request stopped
 }
+# vLLM's finish reasons, coded in the "finish" column: "length" (max_tokens reached) or
+# "stop" (EOS or a stop string, with --sampling). 0: it did not finish; 3: anything else.
+FINISH_REASONS = ("", "length", "stop", "other")
+_FINISH_CODE = {r: i for i, r in enumerate(FINISH_REASONS) if r}
+FINISH_STOP = _FINISH_CODE["stop"]
 
 
 class BenchAccumulator:
@@ -304,6 +310,8 @@ class BenchAccumulator:
         if not ok.all():
             self.reject("end of a request that is not running here", int((~ok).sum()))
         k, end = a[ok, 0] - self.rid_lo, a[ok, 1]
+        self.c["finish"][k] = [_FINISH_CODE.get(f.finish_reason, 3)
+                               for f, y in zip(recs, ok, strict=True) if y]  # fmt: skip
         self._engine_times([f for f, y in zip(recs, ok, strict=True) if y and f.engine is not None])
         none = self.c["n_out"][k] == 0  # vLLM's client counts a request with no output a failure
         self._end_many(k[~none], end[~none], COMPLETED)

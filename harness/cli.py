@@ -54,7 +54,7 @@ def _root(
 def run(o: RunOptions) -> None:
     """Run benchmarks on a pool of engine workers.
 
-    Sampling is fixed: every request is sent as prompt token ids with ignore_eos=True and detokenize=False, so it generates exactly its output length (see docs/metrics.md).
+    Sampling by default: every request is sent as prompt token ids with ignore_eos=True, detokenize=False and vLLM's default SamplingParams (temperature 1, top_p 1, top_k off, no seed), so it generates exactly its output length. --sampling sets temperature, top_p, top_k, seed, ignore_eos and stop strings; with ignore_eos=false or a stop string the model stops by itself and output lengths are as measured (see docs/metrics.md).
 
     Prints progress on stderr (--verbose adds the workers' logs while engines start), then one table of every benchmark and the paths written; harness report FILE.json prints each benchmark's details.
     """

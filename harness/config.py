@@ -17,6 +17,7 @@ import numpy as np
 from harness.limits import Limits, Window  # noqa: F401 - part of a run
 from harness.profiles import BenchPlan, PlanContext, Profile
 from harness.workload import Workload
+from protocol import messages as m
 from workers.placement import Slot
 
 
@@ -29,6 +30,7 @@ class EngineSpec(msgspec.Struct, frozen=True, kw_only=True):
     vocab_size: int = 32000
     max_model_len: int | None = None
     cpu_kv_cache_gb: int | None = None  # vllm-cpu workers (and remote ones that resolve to cpu)
+    sampling: m.Sampling = msgspec.field(default_factory=m.Sampling)
 
 
 class DispatchSpec(msgspec.Struct, frozen=True, kw_only=True):

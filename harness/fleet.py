@@ -351,7 +351,8 @@ class Fleet:
         eng = self.run.engine
         self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp, eng.cpu_kv_cache_gb or 1,
                                  self.events_port, events_key=self.events_keys[0],
-                                 telemetry_s=self.run.config.telemetry_s))  # fmt: skip
+                                 telemetry_s=self.run.config.telemetry_s,
+                                 sampling=eng.sampling))  # fmt: skip
 
     @staticmethod
     def _slot(hello: m.Hello) -> int:
@@ -456,6 +457,7 @@ class Fleet:
                 device=eng.device if eng.kind == "vllm" else "sim",
                 devices=slot.devices,
                 telemetry_s=run.config.telemetry_s,
+                sampling=eng.sampling,
             )
             w = self._spawn(f"harness-worker-{slot.worker_id}", b"", "workers.main", wcfg,
                             slot.env, slot.spare_cores)  # fmt: skip

@@ -81,6 +81,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     tokenizer: Annotated[Optional[Path], opt(WORKLOAD, "tokenizer directory for text data [default: the model's]", metavar="DIR")] = None  # fmt: skip
     chat_template: Annotated[str, opt(WORKLOAD, "for chat data: default (the tokenizer's), plain (contents joined by a space) or a jinja file", metavar="default|plain|FILE")] = "default"  # fmt: skip
     seed: Annotated[int, opt(WORKLOAD, "seeds synthetic prompts, poisson gaps, mixing and the engine's sampling", metavar="N")] = 0  # fmt: skip
+    sampling: Annotated[list[str], opt(WORKLOAD, "per-request sampling, KEY=VALUE[,...]: temperature, top_p, top_k, seed, ignore_eos, stop (a string; repeatable). Anything but the default lets the model stop by itself: output lengths are then as measured [default: ignore_eos=true, vLLM's sampling: exactly each output length]", metavar="KEY=VALUE")] = []  # fmt: skip
     # --- limits ----------------------------------------------------------------
     max_requests: Annotated[Optional[int], opt(LIMITS, "requests per benchmark [default: each dataset entry once, a whole trace, or 1000]", metavar="N")] = None  # fmt: skip
     max_seconds: Annotated[Optional[float], opt(LIMITS, "stop sending after this long, seconds; in-flight requests are aborted (incomplete)", metavar="S")] = None  # fmt: skip
@@ -222,7 +223,7 @@ def run_argv(**values: Any) -> list[str]:
     for key in ("rate", "concurrency", "data_weights"):
         if isinstance(values.get(key), (list, tuple)):
             values[key] = ",".join(_text(float(v)) for v in values[key])
-    for key in ("data", "engine_arg", "sim", "output"):
+    for key in ("data", "engine_arg", "sim", "output", "sampling"):
         if isinstance(values.get(key), (str, Path)):
             values[key] = [values[key]]
     return to_argv(RunOptions.of(**values))

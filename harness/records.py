@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from harness.accumulator import ABORTED, COMPLETED, FAILED, BenchAccumulator
+from harness.accumulator import ABORTED, COMPLETED, FAILED, FINISH_REASONS, BenchAccumulator
 from protocol import messages as m
 
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
@@ -44,6 +44,7 @@ class Record(msgspec.Struct, omit_defaults=False):
     phase: str
     status: str  # completed, failed, aborted, or incomplete (no end came before the benchmark did)
     error: str | None
+    finish_reason: str | None  # completed: "length" (its max_tokens) or "stop" (EOS, a stop string)
     prompt_tokens: int
     output_tokens: int
     max_tokens: int
@@ -79,7 +80,8 @@ def record(
     return Record(
         benchmark=acc.bench, name=name, request=k, rid=acc.rid_lo + k, worker=int(c["worker"][k]),
         phase=PHASES.get(int(c["phase"][k]), "?"), status=STATUS.get(status, "incomplete"),
-        error=acc.error_of.get(k), prompt_tokens=int(c["prompt_len"][k]), output_tokens=int(c["n_out"][k]),
+        error=acc.error_of.get(k), finish_reason=FINISH_REASONS[int(c["finish"][k])] or None,
+        prompt_tokens=int(c["prompt_len"][k]), output_tokens=int(c["n_out"][k]),
         max_tokens=int(c["max_tokens"][k]), outputs=int(c["n_chunks"][k]), preemptions=int(c["preemptions"][k]),
         token_times_ns=[t - t0 for t, _ in tokens] if tokens is not None else None,
         token_counts=[n for _, n in tokens] if tokens is not None else None, **times,

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from harness.options import RunOptions, WorkerOptions
 from harness.profiles import PROFILES, LoadOptions, Profile
 from harness.tinymodel import read_model_config, write_tiny_model
 from harness.workload import Workload, WorkloadError, check_fits
+from protocol import messages as m
 from protocol.transport import is_curve_key, split_tcp
 from workers.placement import (
     PlacementError,
@@ -54,7 +55,8 @@ ENGINE_ARG_OPTIONS = {"model": "model", "tensor_parallel_size": "tp", "dtype": "
                       "enforce_eager": "enforce_eager"}  # fmt: skip
 VLLM_OPTIONS = ("model", "device", "tp", "gpus", "engine_arg", "engine_args_file", "dtype",
                 "max_model_len", "load_format", "gpu_memory_utilization", "enforce_eager",
-                "cpu_kv_cache_gb")  # fmt: skip
+                "cpu_kv_cache_gb", "sampling")  # fmt: skip
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 def resolve(o: RunOptions, command: Sequence[str] = ()) -> Run:
@@ -169,13 +171,89 @@ def _vllm_engine(o: RunOptions) -> tuple[EngineSpec, int]:
         if key in user and (option in ("model", "tp") or option in o.given):
             raise UsageError(f"--engine-arg {key}: use --{option.replace('_', '-')} (given twice)")
     args = {"skip_tokenizer_init": True, "seed": o.seed, **args, **user}
+    sampling = _sampling(o.sampling)
+    if sampling.needs_tokenizer:
+        args["skip_tokenizer_init"] = _tokenizer_for_sampling(model, user)
     max_len = _int(args.get("max_model_len")) or _int(mcfg.get("max_position_embeddings")) or None
     kv = 1
     if o.cpu_kv_cache_gb is not None:
         kv = checks.count(o.cpu_kv_cache_gb, "--cpu-kv-cache-gb", hi=4096)
     spec = EngineSpec(kind="vllm", device=o.device, tp=o.tp, args=args, model=str(model),
-                      vocab_size=vocab, max_model_len=max_len, cpu_kv_cache_gb=kv)  # fmt: skip
+                      vocab_size=vocab, max_model_len=max_len, cpu_kv_cache_gb=kv,
+                      sampling=sampling)  # fmt: skip
     return spec, heads
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed", "ignore_eos", "stop")
+
+
+def _sampling(items: list[str]) -> m.Sampling:
+    """``--sampling``: each key checked here, so vLLM never refuses a request for it."""
+    fields: dict[str, object] = {}
+    stops: list[str] = []
+    for key, value in _sampling_items(items):
+        name = f"--sampling {key}"
+        if key not in SAMPLING_KEYS:
+            raise UsageError(f"--sampling: unknown key {key!r} (keys: {', '.join(SAMPLING_KEYS)})")
+        if key == "stop":
+            if not isinstance(value, str) or not 0 < len(value) <= 1000:
+                raise UsageError(f"{name}: a string of 1 to 1,000 characters (got {value!r})")
+            stops.append(value)
+        elif key == "ignore_eos":
+            if not isinstance(value, bool):
+                raise UsageError(f"{name}: true or false (got {value!r})")
+            fields[key] = value
+        elif key in ("top_k", "seed"):
+            lo, hi = (-1, 10**9) if key == "top_k" else (0, 2**63 - 1)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UsageError(f"{name} must be an integer in [{lo}, {hi:,}] (got {value!r})")
+            fields[key] = checks.count(value, name, lo=lo, hi=hi)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(f"{name} must be a number (got {value!r})")
+            lo, hi, lo_open = (0.0, 100.0, False) if key == "temperature" else (0.0, 1.0, True)
+            fields[key] = checks.number(float(value), name, lo=lo, hi=hi, lo_open=lo_open)
+    if len(stops) > 64:
+        raise UsageError(f"--sampling stop: at most 64 strings (got {len(stops)})")
+    return m.Sampling(**fields, stop=tuple(stops))  # type: ignore[arg-type]
+
+
+def _sampling_items(items: list[str]) -> Iterator[tuple[str, object]]:
+    """KEY=VALUE parts, split at commas outside double quotes; values parse as JSON where
+    they can (``stop=","`` is a comma, ``stop=END`` the text END)."""
+    for item in items:
+        parts, quoted, start = [], False, 0
+        for i, ch in enumerate(item):
+            if ch == '"' and (i == 0 or item[i - 1] != "\\"):
+                quoted = not quoted
+            elif ch == "," and not quoted:
+                parts.append(item[start:i])
+                start = i + 1
+        parts.append(item[start:])
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--sampling: expected key=value, got {part!r}")
+            try:
+                parsed: object = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+            yield key.strip(), parsed
+
+
+def _tokenizer_for_sampling(model: Path | str, user: dict[str, object]) -> bool:
+    """skip_tokenizer_init for a run whose model stops by itself: False, or refused.
+
+    vLLM takes the EOS id and matches stop strings through the tokenizer; without one it
+    ignores both, silently.
+    """
+    why = "--sampling ignore_eos=false or stop needs the model's tokenizer (EOS id, stop strings)"
+    if user.get("skip_tokenizer_init") is True:
+        raise UsageError(f"{why}: it cannot go with --engine-arg skip_tokenizer_init=true")
+    folder = Path(str(user.get("tokenizer") or model))
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise UsageError(f"{why}, and {folder} has none ({', '.join(TOKENIZER_FILES)})")
+    return False
 
 
 def _first_class_args(o: RunOptions, model: Path) -> dict[str, object]:

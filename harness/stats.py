@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.accumulator import ABORTED, COMPLETED, FAILED
+from harness.accumulator import ABORTED, COMPLETED, FAILED, FINISH_STOP
 from protocol.messages import PHASE_COOLDOWN, PHASE_MEASURED, PHASE_WARMUP, BenchInfo
 from protocol.results import (
     CDF_PERCENTILES,
@@ -247,6 +247,7 @@ def _counts(info: BenchInfo, c: dict[str, np.ndarray]) -> RequestCounts:
         scheduled=info.scheduled, completed=comp, failed=fail,
         incomplete=max(info.scheduled - comp - fail - warm - cool, 0),
         warmup=warm, cooldown=cool, aborted=int((meas & (st == ABORTED)).sum()),
+        stopped=int((meas & (st == COMPLETED) & (c["finish"] == FINISH_STOP)).sum()),
     )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ import msgspec
 from protocol.results import BenchmarkResult
 
 # 3: remote workers send Pings while their engine starts (silence then is a death too),
-# and Hello says what launched the worker.
+# Hello says what launched the worker, Configure carries telemetry and sampling, and
+# workers send Telemetry.
 PROTOCOL_VERSION = 3
 
 # Request phases: measured requests feed the statistics, warm-up and cool-down
@@ -62,6 +63,31 @@ class Shutdown(_Msg, tag="shutdown"):
     pass
 
 
+class Sampling(msgspec.Struct, frozen=True, kw_only=True):
+    """How every request of a run samples: the vLLM ``SamplingParams`` fields it sets.
+
+    The default is the harness's fixed setting: each request generates exactly its
+    ``max_tokens`` (``ignore_eos``, no stop strings), with vLLM's default sampling.
+    Anything else lets the model stop by itself, and output lengths are as measured.
+    """
+
+    temperature: float | None = None  # None: vLLM's default (1.0)
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    ignore_eos: bool = True
+    stop: tuple[str, ...] = ()
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.ignore_eos and not self.stop
+
+    @property
+    def needs_tokenizer(self) -> bool:
+        """The EOS id and stop strings come from the tokenizer; without it vLLM ignores both."""
+        return not self.fixed_length
+
+
 class Configure(_Msg, tag="configure"):
     """The answer to a remote worker's Hello: its id and the engine it must run.
 
@@ -79,6 +105,7 @@ class Configure(_Msg, tag="configure"):
     heartbeat_s: float = 1.0
     events_key: str = ""  # the collector's CURVE public key for that port
     telemetry_s: float = 1.0  # 0: none
+    sampling: Sampling = msgspec.field(default_factory=Sampling)
 
 
 class Refused(_Msg, tag="refused"):
@@ -385,6 +412,7 @@ class WorkerConfig(msgspec.Struct):
     model: str | None = None  # remote: this host's path to the model, if not the head's
     server_key: str = ""  # remote: the head's CURVE public key
     telemetry_s: float = 1.0  # aggregate and send engine and device telemetry this often; 0: none
+    sampling: Sampling = msgspec.field(default_factory=Sampling)
 
 
 def read_config(path: str, type_: type) -> object:

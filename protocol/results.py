@@ -38,6 +38,9 @@ class RequestCounts(msgspec.Struct):
     warmup: int
     cooldown: int
     aborted: int = 0
+    # The part of ``completed`` that the model stopped itself (EOS or a stop string, with
+    # --sampling) before its max_tokens; 0 with the default sampling.
+    stopped: int = 0
 
 
 class Throughput(msgspec.Struct):

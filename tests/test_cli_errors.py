@@ -55,6 +55,19 @@ RUN_BAD: dict[str, list[tuple[list[str], str]]] = {
                         ([*VLLM, "--cpu-kv-cache-gb", "-1"], "--cpu-kv-cache-gb must be")],
     "sim": [([*SIM, "--sim", "warp=9"], "--sim"), ([*SIM, "--sim", "decode_ms=nan"], "--sim"), ([*SIM, "--sim", "decode_ms=1e400"], "finite"),
             ([*SIM, "--sim", "decode_ms=-1"], "--sim decode_ms must be"), ([*VLLM, "--sim", "decode_ms=1"], "--sim applies")],
+    "sampling": [([*SIM, "--sampling", "temperature=0.5"], "--sampling applies to --engine vllm")]
+                + [([*VLLM, "--sampling", v], msg) for v, msg in
+                   (("temperature=-1", "--sampling temperature must be"), ("temperature=NaN", "finite"),
+                    ("temperature=1e400", "finite"), ("temperature=101", "--sampling temperature must be"),
+                    ("temperature=hot", "must be a number"), ("top_p=0", "--sampling top_p must be"),
+                    ("top_p=1.5", "--sampling top_p must be"), ("top_k=1.5", "--sampling top_k must be an integer"),
+                    ("top_k=true", "must be an integer"), ("top_k=-2", "--sampling top_k must be"),
+                    ("seed=-1", "--sampling seed must be"), ("seed=9223372036854775808", "--sampling seed must be"),
+                    ("ignore_eos=maybe", "true or false"), ("ignore_eos=1", "true or false"),
+                    ('stop=""', "a string of 1 to 1,000"), ("stop=5", "a string"), ("min_p=0.1", "unknown key 'min_p'"),
+                    ("temperature", "expected key=value"), ("=1", "expected key=value"))]
+                + [([*VLLM, "--sampling", "stop=END", "--engine-arg", "skip_tokenizer_init=true"],
+                    "cannot go with --engine-arg skip_tokenizer_init=true")],
     "profile": [([*SIM, "--profile", "bogus"], "Invalid value for '--profile'")],
     "rate": [([*SIM, "--profile", "constant", "--rate", v], m) for v, m in
              (("0", "--rate must be > 0"), ("-3", "--rate must be > 0"), ("nan", "finite"), ("inf", "finite"),

@@ -21,6 +21,8 @@ from harness.checks import UsageError
 from harness.options import RunOptions, _fields, run_argv
 from harness.profiles import PROFILES
 from harness.resolve import VLLM_OPTIONS, resolve
+from harness.tinymodel import write_tiny_model
+from protocol import messages as m
 
 NAMES = [name for name, *_ in _fields(RunOptions) if name != "profile"]
 
@@ -65,6 +67,7 @@ def values(name: str, f: dict) -> tuple[object, object]:
         "engine": ("sim", "vllm"), "model": tuple(f["models"]), "device": ("cpu", "cuda"),
         "workers": (1, 2), "tp": (1, 2), "gpus": ("0", "1"),
         "engine_arg": (["max_num_seqs=4"], ["max_num_seqs=8"]),
+        "sampling": (["temperature=0.5"], ["ignore_eos=false,stop=END"]),
         "engine_args_file": tuple(f["args"]), "dtype": ("float32", "bfloat16"),
         "max_model_len": (1024, 2048), "load_format": ("dummy", "auto"),
         "gpu_memory_utilization": (0.5, 0.8), "enforce_eager": (True, False),
@@ -250,3 +253,22 @@ def test_drain_timeout_aborts_what_is_still_in_flight(harness):
     b = rep["benchmarks"][0]
     assert b["stop_reason"] == "drain_timeout"
     assert b["requests"]["aborted"] == 4 and b["requests"]["completed"] == 0
+
+
+def test_sampling_resolves_to_what_the_workers_get(files, tmp_path):
+    base_opts = {"engine": "vllm", "device": "cpu", "model": files["models"][0],
+                 "output": [tmp_path / "s.json"]}  # fmt: skip
+    fixed = resolve(RunOptions.of(**base_opts)).config.engine
+    assert fixed.sampling == m.Sampling() and fixed.sampling.fixed_length
+    assert fixed.args["skip_tokenizer_init"] is True  # no tokenizer where nothing needs one
+    own = resolve(RunOptions.of(**base_opts, sampling=['temperature=0,top_k=5,stop=",",stop="a b"',
+                                                       "seed=7,ignore_eos=false"])).config.engine  # fmt: skip
+    assert own.sampling == m.Sampling(temperature=0.0, top_k=5, seed=7, ignore_eos=False,
+                                      stop=(",", "a b"))  # fmt: skip
+    assert own.args["skip_tokenizer_init"] is False  # vLLM needs it for EOS and stop strings
+    bare = write_tiny_model(tmp_path / "bare", tokenizer=False)
+    for how in ("ignore_eos=false", "stop=END"):
+        with pytest.raises(UsageError, match="needs the model's tokenizer.*has none"):
+            resolve(RunOptions.of(**{**base_opts, "model": bare}, sampling=[how]))
+    # Sampling that keeps every length fixed needs no tokenizer.
+    assert resolve(RunOptions.of(**{**base_opts, "model": bare}, sampling=["top_p=0.5"]))

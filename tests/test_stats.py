@@ -218,3 +218,23 @@ def test_ends_and_tokens_before_any_start_are_rejected_not_fatal():
     c.ingest(events(finished=[m.Finished(2, 1, ns(6), "length")]), "ipc")
     c.ingest(events(failed=[m.Failed(3, ns(6), "boom")]), "ipc")
     assert acc.size == 0 and sum(acc.rejected.values()) == 3
+
+
+def test_a_request_the_model_stopped_is_counted_and_on_record():
+    from harness.records import record
+
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 3, MAX_TOKENS, 10_000))
+    c.ingest(
+        events(started=[m.Started(r, 0, 0, ns(r), ns(r + 1), 10, MAX_TOKENS) for r in range(3)]),
+        "ipc",
+    )
+    c.ingest(events(tokens=[(0, MAX_TOKENS, ns(5)), (1, 3, ns(6)), (2, 2, ns(7))]), "ipc")
+    c.ingest(events(finished=[m.Finished(0, MAX_TOKENS, ns(8), "length"), m.Finished(1, 3, ns(9), "stop"),
+                              m.Finished(2, 2, ns(9), "\\xff-unheard-of")]), "ipc")  # fmt: skip
+    res = c.result(acc, m.BenchInfo(0, "b", "throughput", 3))
+    assert (res.requests.completed, res.requests.stopped) == (3, 1)
+    assert (res.output_tokens.min, res.output_tokens.max) == (2, MAX_TOKENS)  # as measured
+    rows = [record(acc, k, "b", None) for k in range(3)]
+    assert [(r.finish_reason, r.output_tokens) for r in rows] == [
+        ("length", MAX_TOKENS), ("stop", 3), ("other", 2)]  # fmt: skip

@@ -95,6 +95,7 @@ class Worker:
             cfg.devices,
             self.outbox,
             self.scheduler,
+            cfg.sampling,
         )
 
     async def _telemetry(self) -> None:
@@ -195,6 +196,7 @@ class Worker:
             cfg.engine_args = {**reply.engine_args, "model": cfg.model}
         cfg.heartbeat_s = reply.heartbeat_s
         cfg.telemetry_s = reply.telemetry_s
+        cfg.sampling = reply.sampling
         self.outbox.worker_id = reply.worker_id
         try:
             ray_executor = reply.engine_args.get("distributed_executor_backend") == "ray"

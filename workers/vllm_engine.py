@@ -67,9 +67,10 @@ def _hook(collector: Any, deliver: Callable[[Any], None]) -> None:
 class VllmEngine:
     def __init__(
         self, worker_id: int, args: dict[str, Any], device: str, devices: list[str], outbox: Outbox,
-        scheduler: SchedulerView | None = None,
+        scheduler: SchedulerView | None = None, sampling: m.Sampling | None = None,
     ) -> None:  # fmt: skip
         self.scheduler = scheduler  # vLLM's scheduler stats go here, once per engine step
+        self.sampling = sampling or m.Sampling()
         self.worker_id = worker_id
         self.args = dict(args)
         self.device = device
@@ -157,7 +158,7 @@ class VllmEngine:
 
         try:
             collector = await self.engine.add_request(
-                PROBE_ID, {"prompt_token_ids": PROBE_PROMPT}, self._sampling(PROBE_TOKENS)
+                PROBE_ID, {"prompt_token_ids": PROBE_PROMPT}, self._probe_params()
             )
         except Exception as e:  # noqa: BLE001 - the public path may still work
             return f"the probe request failed: {_one_line(e)}"
@@ -202,15 +203,15 @@ class VllmEngine:
             engine_args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=loggers
         )
 
+    def _probe_params(self) -> Any:
+        """Exactly PROBE_TOKENS tokens whatever the run's sampling: the probe counts them."""
+        return sampling_params(self._SamplingParams, m.Sampling(), PROBE_TOKENS, self._delta)
+
     def _sampling(self, max_tokens: int) -> Any:
+        """The run's SamplingParams for this length, made once per length."""
         sp = self._params.get(max_tokens)
         if sp is None:
-            sp = self._SamplingParams(
-                max_tokens=max_tokens,
-                ignore_eos=True,
-                detokenize=False,
-                output_kind=self._delta,
-            )
+            sp = sampling_params(self._SamplingParams, self.sampling, max_tokens, self._delta)
             self._params[max_tokens] = sp
         return sp
 
@@ -370,6 +371,21 @@ def _vllm_version() -> str:
         return str(vllm.__version__)
     except Exception:  # noqa: BLE001
         return "unknown"
+
+
+def sampling_params(cls: Any, sampling: m.Sampling, max_tokens: int, output_kind: Any) -> Any:
+    """vLLM's ``SamplingParams`` for ``--sampling``: only the fields the run set, so every
+    other one is vLLM's default. Text is made only where stop strings need it."""
+    given = {k: v for k in ("temperature", "top_p", "top_k", "seed")
+             if (v := getattr(sampling, k)) is not None}  # fmt: skip
+    return cls(
+        max_tokens=max_tokens,
+        ignore_eos=sampling.ignore_eos,
+        stop=list(sampling.stop) or None,
+        detokenize=bool(sampling.stop),
+        output_kind=output_kind,
+        **given,
+    )
 
 
 def _stat_logger(view: SchedulerView | None) -> Any:
