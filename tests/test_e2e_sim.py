@@ -29,6 +29,7 @@ def test_throughput_four_workers_counts_every_request(harness):
         "warmup": 0,
         "cooldown": 0,
         "aborted": 0,
+        "stopped": 0,
     }
     assert sorted(w["worker_id"] for w in b["workers"]) == [0, 1, 2, 3]
     assert sum(w["completed"] for w in b["workers"]) == 2000
