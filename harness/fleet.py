@@ -658,7 +658,7 @@ class Fleet:
                     p.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(procs, timeout=5)
+        _wait_dead(procs, 5.0)
         for c in children:
             _kill_session(c)
         # A moment for the Shutdowns to reach remote workers (local ones are stopped above).
@@ -674,6 +674,24 @@ class Fleet:
             # After the Shutdowns: workers that were ready end their engines by themselves;
             # one still starting cannot hear it and is stopped at once.
             self.launcher.close(0.0 if self.accepting else LAUNCHED_GRACE_S)
+
+
+def _wait_dead(procs: list[psutil.Process], timeout_s: float) -> None:
+    """Until every process has ended. A killed grandchild stays a zombie until init reaps
+    it, which can take seconds (psutil.wait_procs waits for that); a zombie is dead."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for p in procs:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return
+        procs = alive
+        time.sleep(0.01)
 
 
 def _kill_session(c: Peer) -> None:

