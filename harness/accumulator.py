@@ -14,6 +14,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -302,17 +303,24 @@ class BenchAccumulator:
         first[np.unique(np.where(ok, k, -1), return_index=True)[1]] = True
         return ok & first
 
-    def finished(self, recs: list[m.Finished], worker_id: int) -> None:
-        a = _ints([(f.rid, f.end_ns) for f in recs])
+    def _valid_ends(
+        self, recs: list[Any], worker_id: int
+    ) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        """The ends (Finished or Failed) that ``_ending`` accepts: themselves, rows and times."""
+        a = _ints([(r.rid, r.end_ns) for r in recs])
         if a is None:
-            return self.reject("bad end", len(recs))
+            self.reject("bad end", len(recs))
+            return [], np.zeros(0, np.int64), np.zeros(0, np.int64)
         ok = self._ending(a[:, 0], a[:, 1], worker_id)
         if not ok.all():
             self.reject("end of a request that is not running here", int((~ok).sum()))
-        k, end = a[ok, 0] - self.rid_lo, a[ok, 1]
-        self.c["finish"][k] = [_FINISH_CODE.get(f.finish_reason, 3)
-                               for f, y in zip(recs, ok, strict=True) if y]  # fmt: skip
-        self._engine_times([f for f, y in zip(recs, ok, strict=True) if y and f.engine is not None])
+        mine = [r for r, y in zip(recs, ok, strict=True) if y]
+        return mine, a[ok, 0] - self.rid_lo, a[ok, 1]
+
+    def finished(self, recs: list[m.Finished], worker_id: int) -> None:
+        mine, k, end = self._valid_ends(recs, worker_id)
+        self.c["finish"][k] = [_FINISH_CODE.get(f.finish_reason, 3) for f in mine]
+        self._engine_times([f for f in mine if f.engine is not None])
         none = self.c["n_out"][k] == 0  # vLLM's client counts a request with no output a failure
         self._end_many(k[~none], end[~none], COMPLETED)
         self._end_many(k[none], end[none], FAILED, [NO_OUTPUT] * int(none.sum()))
@@ -334,14 +342,7 @@ class BenchAccumulator:
             self.c[key][k] = e[ok, j]
 
     def failed(self, recs: list[m.Failed], worker_id: int) -> None:
-        a = _ints([(f.rid, f.end_ns) for f in recs])
-        if a is None:
-            return self.reject("bad end", len(recs))
-        ok = self._ending(a[:, 0], a[:, 1], worker_id)
-        if not ok.all():
-            self.reject("end of a request that is not running here", int((~ok).sum()))
-        mine = [f for f, y in zip(recs, ok, strict=True) if y]
-        k, end = a[ok, 0] - self.rid_lo, a[ok, 1]
+        mine, k, end = self._valid_ends(recs, worker_id)
         aborted = np.array([f.aborted for f in mine], bool)
         errors = [f.error[:MAX_ERROR_LEN] for f in mine]
         self._end_many(
