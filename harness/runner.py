@@ -91,8 +91,9 @@ class Execution:
             self.outputs.notice_replaced()
         with self.display:
             try:
-                self._start()
-                why, code = self.benchmarks()
+                with interruptible():
+                    self._start()
+                    why, code = self.benchmarks()
             except Interrupted:
                 why, code = "interrupted", EXIT_INTERRUPTED
             except RunError as e:
@@ -100,8 +101,7 @@ class Execution:
                 _say(f"harness: error: {e}")
             except KeyboardInterrupt:
                 why, code = "interrupted twice", EXIT_INTERRUPTED
-        with shielded():
-            self._write_final(why, code)
+        self._write_final(why, code)
         return code if not self.outputs.failed or code != EXIT_OK else EXIT_FAILED
 
     def _start(self) -> None:
@@ -171,25 +171,26 @@ def execute(run: Run) -> int:
         fleet.interrupted = signum
         if first:
             _say(f"\nharness: {signal.Signals(signum).name}: stopping; a second one stops waiting")
-        elif not _SHIELD["depth"]:
+        elif _INTERRUPTIBLE["on"]:
             raise KeyboardInterrupt  # the second signal: stop waiting for in-flight requests
 
     old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     code = EXIT_FAILED
     try:
         code = ex.execute()
-        with shielded():
-            _print_end(run, ex, code)  # the answer comes before the engines stop
-            timings.mark("results")
+        _print_end(run, ex, code)  # the answer comes before the engines stop
+        timings.mark("results")
     finally:
         try:
-            with shielded():
-                fleet.close()
-                timings.mark("shutdown")
-                ex.rewrite_timings()
+            fleet.close()
+            timings.mark("shutdown")
+            ex.rewrite_timings()
         finally:
+            # After a stop signal the report is written and the process is about to exit: a
+            # further one (a second Ctrl-C, a supervisor's repeat) is ignored, not left to
+            # Python's default handler, which would end it by the signal instead of code 130.
             for s, h in old.items():
-                signal.signal(s, h)
+                signal.signal(s, signal.SIG_IGN if fleet.interrupted else h)
     return code
 
 
@@ -207,18 +208,19 @@ def _announce(net: Network, server_key: str) -> None:
          f"node run: {join_command(net, server_key)}")  # fmt: skip
 
 
-_SHIELD = {"depth": 0}
+_INTERRUPTIBLE = {"on": False}
 
 
 @contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Signals during this are noted, not raised: the final write and the shutdown always
-    finish (neither can hang: every wait in them has a timeout)."""
-    _SHIELD["depth"] += 1
+def interruptible() -> Iterator[None]:
+    """Only here does a second stop signal raise (to stop waiting for in-flight requests);
+    anywhere else it is only noted, so the final write and the shutdown always finish
+    (neither can hang: every wait in them has a timeout), whenever the signal lands."""
+    _INTERRUPTIBLE["on"] = True
     try:
         yield
     finally:
-        _SHIELD["depth"] -= 1
+        _INTERRUPTIBLE["on"] = False
 
 
 def _say(text: str) -> None:

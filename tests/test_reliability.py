@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -267,6 +268,27 @@ def test_signals_leave_a_valid_partial_report_and_nothing_behind(tmp_path, sig, 
     assert rep["partial"] is True and rep["stop_reason"].startswith("interrupted")
     (b,) = rep["benchmarks"]  # what the benchmark cut short measured, even after a second signal
     assert b["requests"]["completed"] > 0 and accounted(b)
+    _left_behind(proc, kids, folder)
+
+
+def test_a_volley_of_signals_until_the_end_still_exits_130(tmp_path):
+    """Ctrl-C held down: signals arrive through the stop, the report's write, the shutdown
+    and the restore of the handlers; none of them may end the process by the signal."""
+    proc = _long_run(tmp_path)
+    folder = _ipc_folder(proc.pid)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    assert rep["partial"] is True and rep["stop_reason"].startswith("interrupted")
+    assert accounted(rep["benchmarks"][0])
     _left_behind(proc, kids, folder)
 
 
