@@ -27,6 +27,7 @@ MARGIN_NS = 60 * 10**9
 BIN_NS = 100_000_000  # output tokens are binned at 100 ms as they arrive (measured requests only)
 MAX_ERROR_KINDS = 50
 MAX_ERROR_LEN = 500
+RECENT_DONE_MAX = 1 << 16  # a dead worker's done requests kept (the coordinator sends fewer)
 MAX_WORKER_ID = 1 << 15
 NO_OUTPUT = "finished with no output tokens"
 
@@ -118,6 +119,11 @@ class BenchAccumulator:
         self.rejected: Counter[str] = Counter()
         self.late = 0  # well-formed records of another benchmark: dropped, not an error
         self.end_msg: m.EndBench | None = None
+        # Workers that died (from the coordinator's Lost): why, when, and the requests they
+        # said were done, whose ends may have died with them (settled in ``stranded``).
+        self.dead: dict[int, tuple[str, int]] = {}
+        self.dead_done: dict[int, list[m.Started]] = {}
+        self.lost_at = 0.0  # when the last Lost came (time.monotonic)
         self.end_deadline = 0.0
         self.telemetry: dict[int, list[m.TelemetrySample]] = {}  # by worker
         self.telemetry_sources: dict[int, dict[str, str]] = {}
@@ -360,6 +366,11 @@ class BenchAccumulator:
 
     def lost(self, msg: m.Lost) -> None:
         """Requests of a dead worker (from the coordinator): failed, whether or not they started."""
+        if 0 <= msg.worker_id < MAX_WORKER_ID:
+            self.dead[msg.worker_id] = (msg.reason[:MAX_ERROR_LEN], msg.end_ns)
+            done = [s for s in msg.done if s.bench == self.bench]
+            self.dead_done.setdefault(msg.worker_id, []).extend(done[:RECENT_DONE_MAX])
+            self.lost_at = time.monotonic()
         recs = [
             s for s in msg.requests if s.bench == self.bench and self.rid_lo <= s.rid < self.rid_hi
         ]
@@ -379,6 +390,32 @@ class BenchAccumulator:
         k = np.unique(k[self.c["status"][k] == PENDING])
         self._end_many(k, np.full(len(k), msg.end_ns, np.int64), FAILED,
                        [msg.reason[:MAX_ERROR_LEN]] * len(k))  # fmt: skip
+
+    def stranded(self) -> np.ndarray:
+        """Rows of dead workers' requests that never ended: their ends died with them.
+
+        Only once their last events have had time to arrive (the collector waits
+        LOST_GRACE_S after a Lost): a request they said was done and the collector never
+        heard of is started here, as the coordinator knew it.
+        """
+        if not self.dead:
+            return np.zeros(0, np.int64)
+        for wid, done in self.dead_done.items():
+            self.started([s for s in done if self._unknown(s.rid)], wid)
+        self.dead_done = {}
+        k = np.array(self.pending_rows(), np.int64)
+        return k[np.isin(self.c["worker"][k], list(self.dead))]
+
+    def fail_stranded(self) -> None:
+        """Stranded requests fail with the reason their worker died."""
+        k = self.stranded()
+        for wid, (why, end_ns) in self.dead.items():
+            mine = k[self.c["worker"][k] == wid]
+            self._end_many(mine, np.full(len(mine), end_ns, np.int64), FAILED, [why] * len(mine))
+
+    def _unknown(self, rid: int) -> bool:
+        k = rid - self.rid_lo
+        return 0 <= k and (k >= self.size or not self.c["started"][k])
 
     def _end_many(
         self, k: np.ndarray, end: np.ndarray, status: int, errors: list[str] | None = None

@@ -96,6 +96,8 @@ class BenchLoop:
         failed = set(msg.failed)
         for rid in msg.rids:
             spec = w.outstanding.pop(rid, None)
+            if spec is not None:
+                w.recent_done.append(spec)
             if spec is not None and b is not None and spec.bench == b.index:
                 b.done += 1
                 b.inflight -= 1

@@ -30,6 +30,8 @@ from protocol.transport import make_socket
 
 # After the coordinator ends a benchmark, events still in flight get this long to arrive.
 DRAIN_TIMEOUT_S = 10.0
+# After a worker's death, how long its last events (already sent) may take to arrive.
+LOST_GRACE_S = 0.5
 PROGRESS_EVERY_S = 0.25
 COLLECTOR_NICE = 10
 _BATCH = 1000  # messages taken from a socket before looking at the other
@@ -197,7 +199,8 @@ class Collector:
         end = acc.end_msg if acc is not None else None
         if acc is None or end is None:
             return
-        if acc.n_ended >= end.expected_rids or time.monotonic() > acc.end_deadline:
+        if self._all_ended(acc, end):
+            acc.fail_stranded()
             if self.sink is not None:  # every request that started has its row, ended or not
                 for k in acc.pending_rows():
                     times = acc.token_times.pop(k, []) if acc.token_times is not None else None
@@ -205,6 +208,16 @@ class Collector:
                 self.sink.flush()
             dealer.send(self.up.encode(m.BenchResult(acc.bench, self.result(acc, end.info))))
             self.bench = None  # its columns go; anything of it that still comes is late
+
+    @staticmethod
+    def _all_ended(acc: BenchAccumulator, end: m.EndBench) -> bool:
+        """Every request ended, or the rest died with their workers, or the drain timed out."""
+        now = time.monotonic()
+        if acc.n_ended >= end.expected_rids or now > acc.end_deadline:
+            return True
+        if not acc.dead or now < acc.lost_at + LOST_GRACE_S:
+            return False
+        return acc.n_ended + len(acc.stranded()) >= end.expected_rids
 
     # --- loop ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,9 @@ REMOTE_SILENCE_S = 10.0
 SHUTDOWN_GRACE_S = 3.0
 LAUNCHED_GRACE_S = 10.0  # a launcher's workers, told to stop, get this long before it stops them
 TICK_S = 0.25  # how often start-up calls its on_tick
+# Done requests kept per worker for its Lost message: far more than can wait unsent in its
+# event queue when it dies; one beyond them that lost its end counts as incomplete.
+RECENT_DONE = 16384
 _MAX_REJECT_KINDS = 20
 
 
@@ -63,6 +66,12 @@ class RunError(RuntimeError):
 
 class Interrupted(Exception):
     pass
+
+
+def _as_started(s: m.RequestSpec) -> m.Started:
+    """The record a worker sends when it takes a request, as the coordinator knows it."""
+    return m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens,
+                     s.release_ns, s.dispatched_ns)  # fmt: skip
 
 
 def _colon(detail: str) -> str:
@@ -85,6 +94,8 @@ class Peer:
     hello: m.Hello | None = None
     info: m.WorkerInfo | None = None
     outstanding: dict[int, m.RequestSpec] = field(default_factory=dict)
+    # The last requests it said were done, for the collector should it die (see m.Lost).
+    recent_done: deque[m.RequestSpec] = field(default_factory=lambda: deque(maxlen=RECENT_DONE))
     last_seen: float = field(default_factory=time.monotonic)
     exit_reason: str | None = None
     key: str | None = None  # remote: the CURVE key it was admitted with
@@ -555,15 +566,15 @@ class Fleet:
             raise RunError(f"the collector died ({why}){_colon(peer.log_tail())}")
         if peer.remote:
             self.send(peer, m.Shutdown())  # if it is only cut off, it stops
-        if not peer.outstanding:
-            return
         specs = list(peer.outstanding.values())
+        done = [_as_started(s) for s in peer.recent_done]
         peer.outstanding.clear()
-        lost = [m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens, s.release_ns)
-                for s in specs]  # fmt: skip
+        peer.recent_done.clear()
         wid = peer.worker_id if peer.worker_id is not None else -1
-        self.to_collector(m.Lost(wid, lost, f"worker {wid} died ({why})", time.monotonic_ns()))
-        if self.listener is not None:
+        lost = [_as_started(s) for s in specs]
+        reason = f"worker {wid} died ({why})"
+        self.to_collector(m.Lost(wid, lost, reason, time.monotonic_ns(), done))
+        if self.listener is not None and specs:
             self.listener.on_lost(peer, specs)
 
     def check_hung(self) -> None:

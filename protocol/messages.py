@@ -340,16 +340,20 @@ class Snapshot(_Msg, tag="snapshot"):
 
 
 class Lost(_Msg, tag="lost"):
-    """Requests whose worker died: the collector marks them failed with ``reason``.
+    """A worker died: its requests in flight (``requests``) fail with ``reason``.
 
     Each comes as the ``Started`` record the worker may never have sent
     (``recv_ns`` 0), so a request lost before its worker saw it is still counted.
+    ``done`` are the requests it said were done most recently: their ends may have
+    died with it (its events and its Done travel on different sockets), so any of
+    them whose end never reaches the collector fails too, at the benchmark's end.
     """
 
     worker_id: int
     requests: list[Started]
     reason: str
     end_ns: int
+    done: list[Started] = []
 
 
 class Stop(_Msg, tag="stop"):

@@ -238,3 +238,39 @@ def test_a_request_the_model_stopped_is_counted_and_on_record():
     rows = [record(acc, k, "b", None) for k in range(3)]
     assert [(r.finish_reason, r.output_tokens) for r in rows] == [
         ("length", MAX_TOKENS), ("stop", 3), ("other", 2)]  # fmt: skip
+
+
+class _Dealer:
+    def __init__(self) -> None:
+        self.sent: list[m.CollectorToCoordinator] = []
+
+    def send(self, data: bytes) -> None:
+        from protocol import codec
+
+        self.sent.append(codec.from_collector().decode(data))
+
+
+def test_ends_that_died_with_their_worker_fail_and_late_ones_still_count():
+    """kill -9 between a worker's Done (heard) and its events (lost): every request is still
+    counted once. 0 ended as usual; 1's end arrives after the Lost; 2's end died with the
+    worker; 3 was in flight; 4's start and end both died (the collector never heard of it)."""
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 5, MAX_TOKENS, 10_000))
+    spec = {r: m.Started(r, 0, 0, ns(r), 0, 10, MAX_TOKENS) for r in range(5)}
+    c.ingest(events(started=[m.Started(r, 0, 0, ns(r), ns(r + 1), 10, MAX_TOKENS) for r in range(4)]),
+             "ipc")  # fmt: skip
+    c.ingest(events(tokens=[(r, 1, ns(10 + r)) for r in range(4)]), "ipc")
+    c.ingest(events(finished=[m.Finished(0, 1, ns(20), "length")]), "ipc")
+    why = "worker 0 died (killed by signal 9)"
+    c.control(m.Lost(0, [spec[3]], why, ns(30), [spec[r] for r in (0, 1, 2, 4)]), _Dealer())
+    c.ingest(events(finished=[m.Finished(1, 1, ns(21), "length")]), "ipc")  # already on its way
+    dealer = _Dealer()
+    c.control(m.EndBench(0, 5, m.BenchInfo(0, "b", "constant", 5, 1.0)), dealer)
+    c._finish_if_done(dealer)
+    assert dealer.sent == []  # its last events may still be on their way: not yet
+    acc.lost_at -= 1.0
+    c._finish_if_done(dealer)
+    (res,) = [msg.result for msg in dealer.sent]
+    q = res.requests
+    assert (q.scheduled, q.completed, q.failed, q.incomplete) == (5, 2, 3, 0)
+    assert res.errors == {why: 3}
