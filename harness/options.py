@@ -64,7 +64,7 @@ class RunOptions(_Options, kw_only=True, frozen=True):
     gpu_memory_utilization: Annotated[Optional[float], opt(ENGINE, "share of each GPU's memory the engine may take, (0, 1]", metavar="FRACTION")] = None  # fmt: skip
     enforce_eager: Annotated[Optional[bool], opt(ENGINE, "run without CUDA graphs (faster start-up, slower decode)", flag="--enforce-eager/--no-enforce-eager")] = None  # fmt: skip
     cpu_kv_cache_gb: Annotated[Optional[int], opt(ENGINE, "KV cache per CPU worker, GiB (VLLM_CPU_KVCACHE_SPACE) [default: 1]", metavar="GIB")] = None  # fmt: skip
-    sim: Annotated[list[str], opt(ENGINE, "sim engine costs, KEY=VALUE[,...]: prefill_ms, prefill_us_per_token, decode_ms, decode_us_per_seq, max_num_seqs, startup_s, fail_every", metavar="KEY=VALUE")] = []  # fmt: skip
+    sim: Annotated[list[str], opt(ENGINE, "sim engine costs, KEY=VALUE[,...]: prefill_ms, prefill_us_per_token, decode_ms, decode_us_per_seq, output_us_per_seq (the worker loop held per running request each step, as vLLM's output processing holds it), max_num_seqs, startup_s, fail_every", metavar="KEY=VALUE")] = []  # fmt: skip
     # --- load ------------------------------------------------------------------
     profile: Annotated[ProfileName, opt(LOAD, "; ".join(f"{n}: {p.summary}" for n, p in PROFILES.items()), metavar="NAME")] = "throughput"  # fmt: skip
     rate: Annotated[Optional[str], opt(LOAD, "requests/s for constant and poisson; a list runs one benchmark each", metavar="R[,R...]")] = None  # fmt: skip

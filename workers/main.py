@@ -25,6 +25,7 @@ from protocol.transport import make_socket, split_tcp
 from workers.clock import ClockSync
 from workers.engine import Engine, Outbox
 from workers.launch import launch_info
+from workers.link import Link
 from workers.placement import PlacementError, place_remote
 from workers.telemetry import Devices, Sampler, SchedulerView
 
@@ -65,7 +66,7 @@ class Worker:
         if not cfg.remote:
             self.push.connect(cfg.collector_addr)  # remote: only once the coordinator admits it
         self.up = codec.to_coordinator()
-        self.down = codec.to_worker()
+        self.link = Link(self.ctx, self.dealer, self._on_messages)
         self.ev = codec.events()
         self.outbox = Outbox(cfg.worker_id, self._send_events, self._send_up)
         self.engine: Engine | None = None
@@ -116,36 +117,33 @@ class Worker:
             self.dropped += 1
 
     def _send_up(self, msg: Any) -> None:
-        self.dealer.send(self.up.encode(msg), copy=False)
-        # Sending can consume the edge-triggered readiness of the socket's FD.
-        asyncio.get_running_loop().call_soon(self._on_readable)
+        self.link.send(self.up.encode(msg))
 
-    def _on_readable(self) -> None:
-        while self.dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            data = self.dealer.recv(zmq.NOBLOCK, copy=False)
-            try:
-                msg = self.down.decode(data.buffer)
-            except codec.DecodeError:
-                self.bad_messages += 1
-                continue
-            self.unanswered_since = None
-            if isinstance(msg, m.Submit) and self.engine is not None:
-                now = time.monotonic_ns()
-                for spec in msg.requests:
-                    self.outbox.started(spec, now)
-                    self.engine.add(spec)
-            elif isinstance(msg, m.Cancel) and self.engine is not None:
-                self.engine.abort(msg.rids, msg.reason)
-            elif isinstance(msg, m.Shutdown):
-                self.stopping.set()
-            elif isinstance(msg, m.Pong):
-                self.clock.add(msg.worker_t_ns, msg.coordinator_t_ns, self._now_ns())
-                self.outbox.clock_offset_ns = self.clock.offset_ns + self.cfg.clock_skew_ns
-            elif isinstance(msg, (m.Configure, m.Refused)):
-                if self.reply is not None and not self.reply.done():
-                    self.reply.set_result(msg)
-            else:
-                self.bad_messages += 1
+    def _on_messages(self, got: list[tuple[m.CoordinatorToWorker, int]], bad: int) -> None:
+        self.bad_messages += bad
+        for msg, received_ns in got:
+            self._on_message(msg, received_ns)
+
+    def _on_message(self, msg: m.CoordinatorToWorker, received_ns: int) -> None:
+        """One message from the coordinator, taken off the socket at ``received_ns``."""
+        self.unanswered_since = None
+        if isinstance(msg, m.Submit) and self.engine is not None:
+            for spec in msg.requests:
+                self.outbox.started(spec, received_ns)
+                self.engine.add(spec)
+        elif isinstance(msg, m.Cancel) and self.engine is not None:
+            self.engine.abort(msg.rids, msg.reason)
+        elif isinstance(msg, m.Shutdown):
+            self.stopping.set()
+        elif isinstance(msg, m.Pong):
+            now = received_ns + self.cfg.clock_skew_ns
+            self.clock.add(msg.worker_t_ns, msg.coordinator_t_ns, now)
+            self.outbox.clock_offset_ns = self.clock.offset_ns + self.cfg.clock_skew_ns
+        elif isinstance(msg, (m.Configure, m.Refused)):
+            if self.reply is not None and not self.reply.done():
+                self.reply.set_result(msg)
+        else:
+            self.bad_messages += 1
 
     async def _heartbeat(self) -> None:
         cfg = self.cfg
@@ -158,8 +156,8 @@ class Worker:
             else:
                 # A remote worker's Ping is its heartbeat; it also follows drift between the
                 # hosts' clocks, and the head answers every one: unanswered for long, it is
-                # gone. Read first: a long engine call that blocked this loop is no silence.
-                self._on_readable()
+                # gone. What arrived while a long engine call blocked this loop was queued
+                # to it before this wake-up, and has been handled: that was no silence.
                 now = time.monotonic()
                 if self.unanswered_since is None:
                     self.unanswered_since = now
@@ -234,8 +232,7 @@ class Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
-        fd = self.dealer.getsockopt(zmq.FD)
-        loop.add_reader(fd, self._on_readable)
+        self.link.start(loop)
         self._send_up(
             m.Hello(
                 role="worker",
@@ -269,7 +266,6 @@ class Worker:
         self._send_up(m.Ready(info))
         tele = loop.create_task(self._telemetry()) if cfg.telemetry_s > 0 else None
         await self.stopping.wait()
-        loop.remove_reader(fd)
         hb.cancel()
         if tele is not None:
             tele.cancel()
@@ -284,9 +280,10 @@ class Worker:
         return 0
 
     def close(self) -> None:
-        self.dealer.close(0)
+        closed = self.link.close()
         self.push.close(linger=2000)
-        self.ctx.term()
+        if closed:  # else a socket is still open and term would wait for it: exit_now follows
+            self.ctx.term()
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,9 @@ class SimParams(msgspec.Struct, forbid_unknown_fields=True):
     prefill_us_per_token: float = 0.0
     decode_ms: float = 0.0
     decode_us_per_seq: float = 0.0
+    # After each step the worker's event loop is held this long per running request, as
+    # vLLM's output processing holds it: for measuring the harness around a busy engine.
+    output_us_per_seq: float = 0.0
     max_num_seqs: int = 1024
     startup_s: float = 0.0
     # Every fail_every-th request (by request id) fails instead of running: for testing
@@ -42,6 +45,13 @@ class SimParams(msgspec.Struct, forbid_unknown_fields=True):
 # A step that starts this late after the last one ended is not back to back:
 # the worker was starved, and catching up would emit a burst no engine makes.
 _RESYNC_NS = 2_000_000
+
+
+def _hold(ns: float) -> None:
+    """Keep the loop (and the GIL, as Python code does) for ``ns``."""
+    end = time.perf_counter_ns() + ns
+    while time.perf_counter_ns() < end:
+        pass
 
 
 class SimEngine:
@@ -154,6 +164,8 @@ class SimEngine:
                 self.out.tokens_batch(self._rid, t)
             elif len(decoded):
                 self.out.tokens_batch(decoded, t)
+            if p.output_us_per_seq:
+                _hold(p.output_us_per_seq * len(self._rid) * 1000)
             done = self._left <= 0
             if done.any():
                 for rid, total in zip(
