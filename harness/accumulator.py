@@ -391,31 +391,36 @@ class BenchAccumulator:
         self._end_many(k, np.full(len(k), msg.end_ns, np.int64), FAILED,
                        [msg.reason[:MAX_ERROR_LEN]] * len(k))  # fmt: skip
 
-    def stranded(self) -> np.ndarray:
-        """Rows of dead workers' requests that never ended: their ends died with them.
-
-        Only once their last events have had time to arrive (the collector waits
-        LOST_GRACE_S after a Lost): a request they said was done and the collector never
-        heard of is started here, as the coordinator knew it.
-        """
+    def stranded(self) -> int:
+        """How many requests dead workers left without an end (their ends died with them):
+        those started here and still running, and those they said were done that the
+        collector never heard of. Only a count: their events may still be on the way."""
         if not self.dead:
-            return np.zeros(0, np.int64)
-        for wid, done in self.dead_done.items():
-            self.started([s for s in done if self._unknown(s.rid)], wid)
-        self.dead_done = {}
+            return 0
+        unknown = {s.rid for done in self.dead_done.values() for s in done if self._unknown(s.rid)}
+        return len(self._stranded_rows()) + len(unknown)
+
+    def _stranded_rows(self) -> np.ndarray:
         k = np.array(self.pending_rows(), np.int64)
         return k[np.isin(self.c["worker"][k], list(self.dead))]
 
     def fail_stranded(self) -> None:
-        """Stranded requests fail with the reason their worker died."""
-        k = self.stranded()
+        """Stranded requests fail with the reason their worker died; those never heard of
+        are started first, as the coordinator knew them. Their late events, if any, are
+        then rejected: a request is never both failed and completed."""
+        if not self.dead:
+            return
+        for wid, done in self.dead_done.items():
+            self.started([s for s in done if self._unknown(s.rid)], wid)
+        self.dead_done = {}
+        k = self._stranded_rows()
         for wid, (why, end_ns) in self.dead.items():
             mine = k[self.c["worker"][k] == wid]
             self._end_many(mine, np.full(len(mine), end_ns, np.int64), FAILED, [why] * len(mine))
 
     def _unknown(self, rid: int) -> bool:
         k = rid - self.rid_lo
-        return 0 <= k and (k >= self.size or not self.c["started"][k])
+        return 0 <= k < self.rid_hi - self.rid_lo and (k >= self.size or not self.c["started"][k])
 
     def _end_many(
         self, k: np.ndarray, end: np.ndarray, status: int, errors: list[str] | None = None

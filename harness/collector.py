@@ -30,8 +30,9 @@ from protocol.transport import make_socket
 
 # After the coordinator ends a benchmark, events still in flight get this long to arrive.
 DRAIN_TIMEOUT_S = 10.0
-# After a worker's death, how long its last events (already sent) may take to arrive.
-LOST_GRACE_S = 0.5
+# After a worker's death, how long its last events (already sent) may take to arrive: a
+# remote worker that was only cut off may still deliver them over a slow path.
+LOST_GRACE_S = 2.0
 PROGRESS_EVERY_S = 0.25
 COLLECTOR_NICE = 10
 _BATCH = 1000  # messages taken from a socket before looking at the other
@@ -217,7 +218,7 @@ class Collector:
             return True
         if not acc.dead or now < acc.lost_at + LOST_GRACE_S:
             return False
-        return acc.n_ended + len(acc.stranded()) >= end.expected_rids
+        return acc.n_ended + acc.stranded() >= end.expected_rids
 
     # --- loop ----------------------------------------------------------------
 

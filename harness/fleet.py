@@ -566,6 +566,8 @@ class Fleet:
             raise RunError(f"the collector died ({why}){_colon(peer.log_tail())}")
         if peer.remote:
             self.send(peer, m.Shutdown())  # if it is only cut off, it stops
+        if not peer.outstanding and not peer.recent_done:
+            return  # it had no requests (it may have died before the collector connected)
         specs = list(peer.outstanding.values())
         done = [_as_started(s) for s in peer.recent_done]
         peer.outstanding.clear()

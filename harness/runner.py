@@ -172,6 +172,7 @@ def execute(run: Run) -> int:
         if first:
             _say(f"\nharness: {signal.Signals(signum).name}: stopping; a second one stops waiting")
         elif _INTERRUPTIBLE["on"]:
+            _INTERRUPTIBLE["on"] = False  # once: a third signal, wherever it lands, is noted
             raise KeyboardInterrupt  # the second signal: stop waiting for in-flight requests
 
     old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
@@ -186,11 +187,13 @@ def execute(run: Run) -> int:
             timings.mark("shutdown")
             ex.rewrite_timings()
         finally:
-            # After a stop signal the report is written and the process is about to exit: a
-            # further one (a second Ctrl-C, a supervisor's repeat) is ignored, not left to
-            # Python's default handler, which would end it by the signal instead of code 130.
+            # After a stop signal the report is written, the engines are stopped and the
+            # process is about to exit with 130: a further Ctrl-C or hang-up (a key held
+            # down) is ignored, or Python's default handler, which its exit restores for
+            # any handler of ours, would end it by the signal. SIGTERM still ends it.
             for s, h in old.items():
-                signal.signal(s, signal.SIG_IGN if fleet.interrupted else h)
+                ignore = fleet.interrupted and s != signal.SIGTERM
+                signal.signal(s, signal.SIG_IGN if ignore else h)
     return code
 
 

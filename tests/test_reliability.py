@@ -50,6 +50,23 @@ def accounted(b: dict) -> bool:
     )
 
 
+def test_an_engine_that_dies_ends_its_worker_and_every_request_is_counted(tmp_path):
+    """vLLM's engine core dies under the worker (sim: ``die_after_s``): the worker sends what
+    it has, exits 4, and its requests in flight fail; those it finished stay completed."""
+    proc = start(tmp_path, sim="decode_ms=5,die_after_s=1.5", profile="constant", rate="100",
+                 max_requests="300", data="prompt_tokens=8,output_tokens=50")  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    assert rep["stop_reason"] == "all workers died"
+    (b,) = rep["benchmarks"]
+    q = b["requests"]
+    assert accounted(b) and q["completed"] > 0 and q["failed"] > 0
+    assert q["completed"] + q["failed"] == q["scheduled"]  # every one sent has ended
+    assert list(b["errors"]) == ["worker 0 died (exit code 4)"]
+    assert [w["exit"] for w in rep["environment"]["workers"]] == ["exit code 4"]
+
+
 def test_kill_9_of_one_worker_fails_its_requests_and_the_run_goes_on(tmp_path):
     proc = start(
         tmp_path,

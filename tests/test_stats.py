@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from harness.accumulator import BenchAccumulator
-from harness.collector import Collector, CollectorConfig
+from harness.collector import LOST_GRACE_S, Collector, CollectorConfig
 from protocol import messages as m
 
 MS = 1_000_000
@@ -268,9 +268,38 @@ def test_ends_that_died_with_their_worker_fail_and_late_ones_still_count():
     c.control(m.EndBench(0, 5, m.BenchInfo(0, "b", "constant", 5, 1.0)), dealer)
     c._finish_if_done(dealer)
     assert dealer.sent == []  # its last events may still be on their way: not yet
-    acc.lost_at -= 1.0
+    acc.lost_at -= LOST_GRACE_S + 1
     c._finish_if_done(dealer)
     (res,) = [msg.result for msg in dealer.sent]
     q = res.requests
     assert (q.scheduled, q.completed, q.failed, q.incomplete) == (5, 2, 3, 0)
     assert res.errors == {why: 3}
+
+
+def test_a_dead_workers_late_events_still_count_while_others_run():
+    """The check for stranded requests changes nothing: events of a dead worker that come
+    after the grace (a slow path) still complete their request, with its real receipt."""
+    import msgspec
+
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 2, MAX_TOKENS, 10_000))
+    on_1 = msgspec.structs.replace(
+        events(started=[m.Started(0, 0, 0, ns(0), ns(1), 10, MAX_TOKENS)]), worker_id=1
+    )
+    c.ingest(on_1, "ipc")  # request 0 runs on worker 1, alive
+    spec = m.Started(1, 0, 0, ns(1), 0, 10, MAX_TOKENS)
+    c.control(m.Lost(0, [], "worker 0 died (cut off)", ns(30), [spec]), _Dealer())
+    dealer = _Dealer()
+    c.control(m.EndBench(0, 2, m.BenchInfo(0, "b", "constant", 2, 1.0)), dealer)
+    acc.lost_at -= LOST_GRACE_S + 1
+    c._finish_if_done(dealer)
+    assert dealer.sent == [] and acc.stranded() == 1 and not acc.c["started"][1]
+    c.ingest(events(started=[m.Started(1, 0, 0, ns(1), ns(3), 10, MAX_TOKENS)]), "ipc")
+    c.ingest(events(tokens=[(1, 1, ns(9))], finished=[m.Finished(1, 1, ns(10), "length")]), "ipc")
+    done_1 = events(tokens=[(0, 1, ns(11))], finished=[m.Finished(0, 1, ns(12), "length")])
+    c.ingest(msgspec.structs.replace(done_1, worker_id=1), "ipc")
+    c._finish_if_done(dealer)
+    (res,) = [msg.result for msg in dealer.sent]
+    assert (res.requests.completed, res.requests.failed) == (2, 0)
+    ttft = res.ttft_from_send_ms  # from each one's receipt: 9 - 3 ms and 11 - 1 ms
+    assert (ttft.min, ttft.max) == (pytest.approx(6.0), pytest.approx(10.0))

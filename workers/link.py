@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 import threading
 import time
@@ -29,6 +30,8 @@ from protocol import messages as m
 # late. At 0.2 ms the loop gives the GIL up sooner, and only while the thread wants it.
 SWITCH_INTERVAL_S = 0.0002
 JOIN_TIMEOUT_S = 2.0
+LINGER_MS = 500  # for what the thread passed on last (a Done, a StartupFailed) to leave
+EXIT_LINK_FAILED = 7  # the thread failed: a worker that cannot hear the coordinator exits
 _STOP = b""  # on the inproc pipe: the thread ends (no message encodes to zero bytes)
 _ids = itertools.count()
 
@@ -74,15 +77,26 @@ class Link:
         """Stop the thread (after it has passed on everything sent before), then the
         sockets; False if the thread would not stop (its sockets are left open)."""
         if self._thread is not None and self._thread.is_alive():
-            self._tx.send(_STOP)
+            try:
+                self._tx.send(_STOP, zmq.NOBLOCK)
+            except zmq.Again:  # its pipe is full: the thread is stuck sending
+                return False
             self._thread.join(JOIN_TIMEOUT_S)
             if self._thread.is_alive():
                 return False
-        for sock in (self._tx, self._rx, self.dealer):
-            sock.close(0)
+        self._tx.close(0)
+        self._rx.close(0)
+        self.dealer.close(LINGER_MS)
         return True
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._serve(loop)
+        except Exception as e:  # noqa: BLE001 - one line, then out: never a silent deaf worker
+            print(f"harness-link: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            os._exit(EXIT_LINK_FAILED)
+
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         poller = zmq.Poller()
         poller.register(self.dealer, zmq.POLLIN)
         poller.register(self._rx, zmq.POLLIN)

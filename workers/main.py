@@ -122,12 +122,16 @@ class Worker:
     def _on_messages(self, got: list[tuple[m.CoordinatorToWorker, int]], bad: int) -> None:
         self.bad_messages += bad
         for msg, received_ns in got:
-            self._on_message(msg, received_ns)
+            try:  # one message that fails here must not cost the rest (a Cancel, a Shutdown)
+                self._on_message(msg, received_ns)
+            except Exception as e:  # noqa: BLE001 - counted and logged, one line
+                self.bad_messages += 1
+                print(f"{self.name}: {type(msg).__name__}: {_one_line(e)}", flush=True)
 
     def _on_message(self, msg: m.CoordinatorToWorker, received_ns: int) -> None:
         """One message from the coordinator, taken off the socket at ``received_ns``."""
         self.unanswered_since = None
-        if isinstance(msg, m.Submit) and self.engine is not None:
+        if isinstance(msg, m.Submit) and self.engine is not None and not self.stopping.is_set():
             for spec in msg.requests:
                 self.outbox.started(spec, received_ns)
                 self.engine.add(spec)
@@ -167,6 +171,7 @@ class Worker:
                 self._send_up(m.Ping(self._now_ns(), self.dropped))
             if getattr(self.engine, "dead", False):
                 self.outbox.flush()
+                self.close()  # what the flush sent leaves first: its Done, its events
                 os._exit(EXIT_ENGINE_DIED)
             await asyncio.sleep(cfg.heartbeat_s)
 

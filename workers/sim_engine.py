@@ -40,6 +40,9 @@ class SimParams(msgspec.Struct, forbid_unknown_fields=True):
     fail_every: int = 0
     # Tests only: how long its shutdown takes (an engine that will not stop).
     shutdown_delay_s: float = 0.0
+    # Tests only: this long after its start the engine stops and says it is dead, as
+    # vLLM's does when its engine core dies. 0 = never.
+    die_after_s: float = 0.0
 
 
 # A step that starts this late after the last one ended is not back to back:
@@ -73,6 +76,7 @@ class SimEngine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.dead = False
 
     async def start(self) -> m.WorkerInfo:
         t0 = time.monotonic()
@@ -81,6 +85,8 @@ class SimEngine:
             print(f"sim engine: simulating {self.p.startup_s:g} s of start-up", flush=True)
             await asyncio.sleep(self.p.startup_s)
         self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.p.die_after_s:
+            asyncio.get_running_loop().call_later(self.p.die_after_s, self._die)
         return m.WorkerInfo(
             worker_id=self.worker_id,
             device="sim",
@@ -110,6 +116,10 @@ class SimEngine:
                 self.out.failed(rid, reason, aborted=True)
             keep = ~mask
             self._rid, self._left, self._max = self._rid[keep], self._left[keep], self._max[keep]
+
+    def _die(self) -> None:
+        self.dead = self._closed = True
+        self._wake.set()
 
     async def shutdown(self) -> None:
         if self.p.shutdown_delay_s:
