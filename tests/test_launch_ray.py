@@ -251,13 +251,16 @@ def test_a_real_vllm_worker_through_ray_counts_every_token(tmp_path, cluster):
 
 @pytest.mark.vllm
 def test_killing_a_real_workers_actor_leaves_no_vllm_process_behind(tmp_path, cluster):
-    """vLLM's engine core outlives a killed frontend: the worker's tree must go with the actor."""
+    """vLLM's engine core outlives a killed frontend: the worker's tree must go with the actor.
+
+    4 requests a second, each longer than a second to generate: some are always in flight
+    when the actor dies (with 8 tokens each, CI once killed it between two)."""
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm is not installed")
     t0 = time.time() - 1
     port = free_port(2)
     h = head(tmp_path, cluster, engine="vllm", device="cpu", workers=1, enforce_eager=True,
-             profile="constant", rate=2, max_requests=200, data="prompt_tokens=32,output_tokens=8",
+             profile="constant", rate=4, max_requests=200, data="prompt_tokens=32,output_tokens=256",
              listen=f"tcp://127.0.0.1:{port}", checkpoint_s=1, startup_timeout=400)  # fmt: skip
     out = tmp_path / "out.json"
     try:
