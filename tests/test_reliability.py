@@ -257,8 +257,18 @@ def _ipc_folder(pid: int) -> Path:
 
 def _long_run(tmp_path: Path, **extra: object) -> subprocess.Popen[str]:
     opts = dict(sim="decode_ms=10", profile="concurrent", concurrency="4", max_requests=100000,
-                data="prompt_tokens=8,output_tokens=20")  # fmt: skip
+                data="prompt_tokens=8,output_tokens=20", checkpoint_s="0.5")  # fmt: skip
     return start(tmp_path, **(opts | extra))
+
+
+def _measuring(tmp_path: Path, proc: subprocess.Popen[str]) -> None:
+    """Until the first checkpoint: the benchmark runs and has measured (a fixed sleep was
+    once too short for a start-up on a loaded machine)."""
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "out.json").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
 
 
 def _left_behind(proc: subprocess.Popen[str], kids: list[psutil.Process], folder: Path) -> None:
@@ -273,7 +283,7 @@ def test_signals_leave_a_valid_partial_report_and_nothing_behind(tmp_path, sig, 
     proc = _long_run(tmp_path)
     folder = _ipc_folder(proc.pid)
     kids = psutil.Process(proc.pid).children(recursive=True)
-    time.sleep(2.0)
+    _measuring(tmp_path, proc)
     proc.send_signal(sig)
     if twice:
         time.sleep(0.1)
@@ -294,7 +304,7 @@ def test_a_volley_of_signals_until_the_end_still_exits_130(tmp_path):
     proc = _long_run(tmp_path)
     folder = _ipc_folder(proc.pid)
     kids = psutil.Process(proc.pid).children(recursive=True)
-    time.sleep(2.0)
+    _measuring(tmp_path, proc)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(ProcessLookupError):
