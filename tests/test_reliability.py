@@ -76,9 +76,10 @@ def test_kill_9_of_one_worker_fails_its_requests_and_the_run_goes_on(tmp_path):
         rate="100",
         max_requests="300",
         data="prompt_tokens=8,output_tokens=50",
+        checkpoint_s="0.5",
     )
     victim = children_named(proc.pid, "harness-worker-1")[0]
-    time.sleep(1.5)
+    _measuring(tmp_path, proc)
     victim.kill()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -104,10 +105,11 @@ def test_sigint_writes_a_partial_report_and_leaves_no_process(tmp_path):
         concurrency="8",
         max_requests="10000",
         data="prompt_tokens=8,output_tokens=20",
+        checkpoint_s="0.5",
     )
     children_named(proc.pid, "harness-worker-1")
     kids = psutil.Process(proc.pid).children(recursive=True)
-    time.sleep(2.0)
+    _measuring(tmp_path, proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
