@@ -30,6 +30,11 @@ from protocol import messages as m
 # late. At 0.2 ms the loop gives the GIL up sooner, and only while the thread wants it.
 SWITCH_INTERVAL_S = 0.0002
 JOIN_TIMEOUT_S = 2.0
+# Messages handed to the loop and not yet taken: past this the thread stops reading, and
+# the socket's own bounded queue pushes back on the coordinator, as when the loop read it
+# (else a loop that cannot keep up would buffer without bound, decoded, in Python).
+MAX_PENDING = 1000
+PAUSED_POLL_MS = 1  # while paused: how often it looks whether the loop has caught up
 LINGER_MS = 500  # for what the thread passed on last (a Done, a StartupFailed) to leave
 EXIT_LINK_FAILED = 7  # the thread failed: a worker that cannot hear the coordinator exits
 _STOP = b""  # on the inproc pipe: the thread ends (no message encodes to zero bytes)
@@ -62,6 +67,8 @@ class Link:
         self._tx = ctx.socket(zmq.PAIR)  # the loop's end
         self._tx.connect(addr)
         self._thread: threading.Thread | None = None
+        self.handed = 0  # written by the thread only
+        self.taken = 0  # written by the loop only
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -97,11 +104,16 @@ class Link:
             os._exit(EXIT_LINK_FAILED)
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
-        poller = zmq.Poller()
-        poller.register(self.dealer, zmq.POLLIN)
-        poller.register(self._rx, zmq.POLLIN)
+        both = zmq.Poller()
+        both.register(self.dealer, zmq.POLLIN)
+        both.register(self._rx, zmq.POLLIN)
+        sends = zmq.Poller()
+        sends.register(self._rx, zmq.POLLIN)
         while True:
-            ready = dict(poller.poll())
+            if self.handed - self.taken < MAX_PENDING:
+                ready = dict(both.poll())
+            else:  # the loop is behind: only its sends, until it catches up
+                ready = dict(sends.poll(PAUSED_POLL_MS))
             if self.dealer in ready:
                 self._receive(loop)
             if self._rx in ready and not self._forward():
@@ -111,7 +123,8 @@ class Link:
         """Everything waiting on the DEALER, each stamped as it is taken off."""
         got: list[tuple[m.CoordinatorToWorker, int]] = []
         bad = 0
-        while True:
+        room = MAX_PENDING - (self.handed - self.taken)
+        while len(got) + bad < room:
             try:
                 data = self.dealer.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -121,10 +134,18 @@ class Link:
                 got.append((self.down.decode(data.buffer), now))
             except codec.DecodeError:
                 bad += 1
+        self.handed += len(got) + bad
         try:
-            loop.call_soon_threadsafe(self.on_messages, got, bad)
+            loop.call_soon_threadsafe(self._deliver, got, bad)
         except RuntimeError:  # the loop has closed: nobody is left to hand them to
             pass
+
+    def _deliver(self, got: list[tuple[m.CoordinatorToWorker, int]], bad: int) -> None:
+        """On the loop: the burst, then its count as taken (the thread may read again)."""
+        try:
+            self.on_messages(got, bad)
+        finally:
+            self.taken += len(got) + bad
 
     def _forward(self) -> bool:
         """What the loop sent, to the coordinator; False once the loop says stop."""
