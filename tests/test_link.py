@@ -15,7 +15,9 @@ from workers.link import MAX_PENDING, Link
 def _pair(ctx: zmq.Context) -> tuple[zmq.Socket, zmq.Socket]:
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
-    router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe is an error, never a silent drop
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe waits, never a silent drop
+    router.setsockopt(zmq.SNDTIMEO, 10_000)  # while its I/O thread moves them on (CI once
+    # filled the pipe faster than that, and a non-blocking send failed)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.ROUTING_ID, b"w")
@@ -47,8 +49,8 @@ def test_a_loop_that_falls_behind_holds_the_rest_in_the_socket_and_gets_all_in_o
         enc = codec.to_worker()
         n = MAX_PENDING + 500  # the rest fits the socket's own queue (1000)
         for i in range(n):
-            router.send_multipart([ident, enc.encode(m.Cancel([i], "x"))], zmq.NOBLOCK)
-        router.send_multipart([ident, b"\xff not a message"], zmq.NOBLOCK)
+            router.send_multipart([ident, enc.encode(m.Cancel([i], "x"))])
+        router.send_multipart([ident, b"\xff not a message"])
         _wait(lambda: link.handed >= MAX_PENDING)
         time.sleep(0.2)  # the loop has not run: the thread must not read on
         assert link.handed == MAX_PENDING and got == []
