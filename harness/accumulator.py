@@ -397,8 +397,12 @@ class BenchAccumulator:
         collector never heard of. Only a count: their events may still be on the way."""
         if not self.dead:
             return 0
-        unknown = {s.rid for done in self.dead_done.values() for s in done if self._unknown(s.rid)}
-        return len(self._stranded_rows()) + len(unknown)
+        unheard = {s.rid for done in self._unheard().values() for s in done}
+        return len(self._stranded_rows()) + len(unheard)
+
+    def _unheard(self) -> dict[int, list[m.Started]]:
+        """By dead worker: the requests it said were done that never started here."""
+        return {w: [s for s in done if self._unknown(s.rid)] for w, done in self.dead_done.items()}
 
     def _stranded_rows(self) -> np.ndarray:
         k = np.array(self.pending_rows(), np.int64)
@@ -410,8 +414,8 @@ class BenchAccumulator:
         then rejected: a request is never both failed and completed."""
         if not self.dead:
             return
-        for wid, done in self.dead_done.items():
-            self.started([s for s in done if self._unknown(s.rid)], wid)
+        for wid, unheard in self._unheard().items():
+            self.started(unheard, wid)
         self.dead_done = {}
         k = self._stranded_rows()
         for wid, (why, end_ns) in self.dead.items():

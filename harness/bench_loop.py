@@ -96,9 +96,10 @@ class BenchLoop:
         failed = set(msg.failed)
         for rid in msg.rids:
             spec = w.outstanding.pop(rid, None)
-            if spec is not None:
-                w.recent_done.append(spec)
-            if spec is not None and b is not None and spec.bench == b.index:
+            if spec is None:
+                continue
+            w.recent_done.append(spec)
+            if b is not None and spec.bench == b.index:
                 b.done += 1
                 b.inflight -= 1
                 b.failed += rid in failed

@@ -68,12 +68,6 @@ class Interrupted(Exception):
     pass
 
 
-def _as_started(s: m.RequestSpec) -> m.Started:
-    """The record a worker sends when it takes a request, as the coordinator knows it."""
-    return m.Started(s.rid, s.bench, s.phase, s.sched_ns, 0, len(s.prompt), s.max_tokens,
-                     s.release_ns, s.dispatched_ns)  # fmt: skip
-
-
 def _colon(detail: str) -> str:
     return f": {detail}" if detail else ""
 
@@ -569,11 +563,11 @@ class Fleet:
         if not peer.outstanding and not peer.recent_done:
             return  # it had no requests (it may have died before the collector connected)
         specs = list(peer.outstanding.values())
-        done = [_as_started(s) for s in peer.recent_done]
+        done = [m.started_of(s, 0) for s in peer.recent_done]
         peer.outstanding.clear()
         peer.recent_done.clear()
         wid = peer.worker_id if peer.worker_id is not None else -1
-        lost = [_as_started(s) for s in specs]
+        lost = [m.started_of(s, 0) for s in specs]
         reason = f"worker {wid} died ({why})"
         self.to_collector(m.Lost(wid, lost, reason, time.monotonic_ns(), done))
         if self.listener is not None and specs:

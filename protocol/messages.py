@@ -199,6 +199,13 @@ class Started(_Rec):
     dispatched_ns: int = 0
 
 
+def started_of(spec: RequestSpec, recv_ns: int) -> Started:
+    """The record of ``spec`` taken at ``recv_ns``: by its worker, or (0) made by the
+    coordinator for a request whose worker died."""
+    return Started(spec.rid, spec.bench, spec.phase, spec.sched_ns, recv_ns, len(spec.prompt),
+                   spec.max_tokens, spec.release_ns, spec.dispatched_ns)  # fmt: skip
+
+
 class EngineTimes(_Rec):
     """vLLM's own RequestStateStats, converted to CLOCK_MONOTONIC ns (0 = unknown)."""
 

@@ -71,19 +71,7 @@ class Outbox:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def started(self, spec: m.RequestSpec, recv_ns: int) -> None:
-        self._started.append(
-            m.Started(
-                spec.rid,
-                spec.bench,
-                spec.phase,
-                spec.sched_ns,
-                recv_ns + self.clock_offset_ns,
-                len(spec.prompt),
-                spec.max_tokens,
-                spec.release_ns,
-                spec.dispatched_ns,
-            )
-        )
+        self._started.append(m.started_of(spec, recv_ns + self.clock_offset_ns))
         self._touch()
 
     def tokens(self, rid: int, n: int, t_ns: int) -> None:

@@ -57,7 +57,6 @@ class Link:
         dealer: zmq.Socket[Any],
         on_messages: OnMessages,
     ) -> None:
-        self.ctx = ctx
         self.dealer = dealer
         self.on_messages = on_messages
         self.down = codec.to_worker()
