@@ -52,25 +52,32 @@ def events(**parts) -> m.Events:
                     np.array(t, np.int64).tobytes(), **parts)  # fmt: skip
 
 
-def feed(slo=None) -> tuple[Collector, BenchAccumulator]:
-    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", slo or {}))
-    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
+def stream_messages() -> list[m.Events]:
+    """STREAM as a worker sends it: every start, then outputs in time order, then the ends."""
     started = [
         m.Started(r, 0, ph, ns(s), ns(rv), PROMPT[r], MAX_TOKENS)
         for r, (ph, s, rv, *_) in STREAM.items()
     ]
-    c.ingest(events(started=started), "ipc")
+    msgs = [events(started=started)]
     # Outputs arrive in time order, several requests per message, as a worker sends them.
     arrivals = sorted((t, r, k) for r, (_, _, _, outs, _) in STREAM.items() for t, k in outs)
     for i in range(0, len(arrivals), 3):
-        c.ingest(events(tokens=[(r, k, ns(t)) for t, r, k in arrivals[i : i + 3]]), "ipc")
+        msgs.append(events(tokens=[(r, k, ns(t)) for t, r, k in arrivals[i : i + 3]]))
     for r, (*_, end) in STREAM.items():
         if end[1] == "finished":
             n = sum(k for _, k in STREAM[r][3])
-            c.ingest(events(finished=[m.Finished(r, n, ns(end[0]), "length")]), "ipc")
+            msgs.append(events(finished=[m.Finished(r, n, ns(end[0]), "length")]))
         else:
             err = end[2] if len(end) > 2 else "aborted"
-            c.ingest(events(failed=[m.Failed(r, ns(end[0]), err, end[1] == "aborted")]), "ipc")
+            msgs.append(events(failed=[m.Failed(r, ns(end[0]), err, end[1] == "aborted")]))
+    return msgs
+
+
+def feed(slo=None) -> tuple[Collector, BenchAccumulator]:
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", slo or {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
+    for ev in stream_messages():
+        c.ingest(ev, "ipc")
     return c, acc
 
 
@@ -208,6 +215,42 @@ def test_duplicate_and_foreign_records_are_rejected():
     c.ingest(events(started=[m.Started(3, 0, 0, ns(1), ns(2), 5, 4)]), "ipc")  # started twice
     assert (acc.columns()["n_out"] == before).all()
     assert acc.late == 1 and sum(acc.rejected.values()) == 2
+
+
+def test_a_batch_of_messages_is_ingested_as_they_would_be_one_by_one():
+    """The collector takes what is queued in one pass (starts, outputs, ends gathered by
+    worker): the columns and every count must be those of one message at a time."""
+    c1, one = feed()
+    c2 = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c2.bench = batch = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
+    c2.ingest_batch(stream_messages(), "ipc")
+    for name, col in one.columns().items():
+        assert (batch.columns()[name] == col).all(), name
+    assert batch.out_tokens == one.out_tokens == 20 and batch.n_ended == one.n_ended == 10
+    assert batch.rejected == one.rejected and batch.late == one.late
+    info = m.BenchInfo(0, "t", "constant", len(STREAM), 10.0)
+    assert c2.result(batch, info).ttft_ms == c1.result(one, info).ttft_ms
+
+
+def test_in_one_batch_a_repeat_or_another_workers_end_is_rejected():
+    c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+    c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, 4, MAX_TOKENS, 10_000))
+    start = [m.Started(r, 0, 0, ns(r), ns(r + 1), 10, MAX_TOKENS) for r in range(2)]
+    other = events(finished=[m.Finished(1, 1, ns(9), "length")])
+    other.worker_id = 1  # request 1 runs on worker 0
+    c.ingest_batch([
+        events(started=start),
+        events(started=start[:1]),  # request 0 started again
+        events(tokens=[(0, 1, ns(5)), (1, 1, ns(6))]),
+        events(finished=[m.Finished(0, 1, ns(8), "length")]),
+        events(finished=[m.Finished(0, 1, ns(9), "length")]),  # and ended again
+        other,
+    ], "ipc")  # fmt: skip
+    assert acc.rejected == {
+        "bad, foreign or repeated started (ipc)": 1,
+        "end of a request that is not running here (ipc)": 2,
+    }
+    assert list(acc.columns()["status"][:2]) == [1, 0]  # 0 completed, 1 still running
 
 
 def test_ends_and_tokens_before_any_start_are_rejected_not_fatal():
