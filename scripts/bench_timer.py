@@ -7,8 +7,10 @@ p99 with ``scripts/bench_schedule.py``'s pacing lag before reading the latter as
 harness's cost.
 
 Then the floor for delivery: how long a process blocked on a pipe takes to run after
-another process writes to it. A request crosses three such wake-ups before a worker
-stamps it (the coordinator's ZeroMQ I/O thread, the worker's, its receiving thread).
+another process writes to it, and a bare ZeroMQ hop as the harness makes it (ROUTER to a
+DEALER read by a thread, over ipc, sent at the period): a request crosses three wake-ups
+before a worker stamps it (the coordinator's ZeroMQ I/O thread, the worker's, its
+receiving thread). Compare with ``bench_schedule.py``'s delivery.
 
     python scripts/bench_timer.py [--n 3000] [--period-us 1000]
 """
@@ -19,10 +21,13 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 from _runs import ROOT, machine, write
 
 
@@ -84,11 +89,66 @@ def pipe_wakeup(n: int, period_ns: int) -> np.ndarray:
         while time.monotonic_ns() < due:  # the writer keeps its CPU: only the reader sleeps
             pass
         os.write(w, time.monotonic_ns().to_bytes(8, "little"))
-    data = b""
-    while len(data) < 8 * n:
-        data += os.read(back_r, 8 * n - len(data))
+    data = _read_all(back_r, 8 * n)
     reader.join()
     return np.frombuffer(data, np.int64)
+
+
+def _zmq_receiver(addr: str, n: int, out: int) -> None:
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(addr)
+    dealer.send(b"ready")
+    late: list[int] = []
+
+    def read() -> None:  # a thread blocked in a poll, as the worker's receiving thread is
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        while len(late) < n:
+            poller.poll()
+            while len(late) < n:
+                try:
+                    sent = dealer.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                late.append(time.monotonic_ns() - int.from_bytes(sent[:8], "little"))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    os.write(out, np.array(late, np.int64).tobytes())
+
+
+def zmq_hop(n: int, period_ns: int, tmp: Path) -> np.ndarray:
+    """From a ROUTER's send to the receiving thread of a DEALER in another process."""
+    addr = f"ipc://{tmp}/hop"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.bind(addr)
+    back_r, back_w = os.pipe()
+    reader = multiprocessing.get_context("fork").Process(
+        target=_zmq_receiver, args=(addr, n, back_w)
+    )
+    reader.start()
+    peer, _ = router.recv_multipart()
+    t0 = time.monotonic_ns() + 10_000_000
+    for i in range(n):
+        due = t0 + i * period_ns
+        while time.monotonic_ns() < due:
+            pass
+        router.send_multipart([peer, time.monotonic_ns().to_bytes(8, "little") + bytes(56)])
+    data = _read_all(back_r, 8 * n)
+    reader.join()
+    router.close(0)
+    ctx.term()
+    return np.frombuffer(data, np.int64)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        data += os.read(fd, size - len(data))
+    return data
 
 
 def summary(late_ns: np.ndarray) -> dict[str, float]:
@@ -111,11 +171,14 @@ def main() -> None:
         "asyncio call_at": summary(loop_timer(a.n, period)),
         "pipe, another process": summary(pipe_wakeup(a.n, period)),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        rows["zeromq hop, thread"] = summary(zmq_hop(a.n, period, Path(tmp)))
     for name, s in rows.items():
         print(f"{name:>22}: lateness p50 {s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms, "
               f"p99.9 {s['p99.9_ms']:.3f} ms, max {s['max_ms']:.3f} ms")  # fmt: skip
     write(a.output, {"machine": machine(), "period_us": a.period_us, "n": a.n, "lateness": rows,
-                     "note": "pipe: from the write to the reading process's wake-up"})  # fmt: skip
+                     "note": "pipe: from the write to the reading process's wake-up; zeromq hop: "
+                     "from a ROUTER's send to the stamp of a DEALER's receiving thread, ipc"})  # fmt: skip
 
 
 if __name__ == "__main__":
