@@ -32,12 +32,22 @@ MAX_WORKER_ID = 1 << 15
 NO_OUTPUT = "finished with no output tokens"
 
 
-def _ints(rows: list[tuple[int, ...]]) -> np.ndarray | None:
-    """Records' integer fields as an int64 matrix; None if a peer sent one past int64."""
+def _ints(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Records' integer fields as an int64 matrix, and which rows fit: a peer may send a
+    value past int64, which costs only its own record (its row is left zeros)."""
     try:
-        return np.array(rows, np.int64).reshape(len(rows), -1)
+        return np.array(rows, np.int64).reshape(len(rows), -1), np.ones(len(rows), bool)
     except (OverflowError, ValueError):
-        return None
+        pass
+    a = np.zeros((len(rows), len(rows[0])), np.int64)
+    fits = np.zeros(len(rows), bool)
+    for i, row in enumerate(rows):  # only when one does not fit: find which
+        try:
+            a[i] = row
+            fits[i] = True
+        except (OverflowError, ValueError):
+            continue
+    return a, fits
 
 
 MAX_TELEMETRY_SAMPLES = 100_000  # per worker and benchmark: a day of 1 s samples
@@ -160,14 +170,19 @@ class BenchAccumulator:
 
     def started(self, recs: list[m.Started], worker_id: int) -> None:
         """Requests a worker received (or the coordinator lost with its worker)."""
-        a = _ints([(s.rid, s.bench, s.phase, s.sched_ns, s.recv_ns, s.prompt_len, s.max_tokens,
+        if not recs:
+            return
+        a, fits = _ints([(s.rid, s.bench, s.phase, s.sched_ns, s.recv_ns, s.prompt_len, s.max_tokens,
                     s.release_ns, s.dispatched_ns) for s in recs])  # fmt: skip
-        if a is None or not 0 <= worker_id < MAX_WORKER_ID:
+        if not 0 <= worker_id < MAX_WORKER_ID or not fits.any():
             return self.reject("bad started", len(recs))
+        if not fits.all():
+            self.reject("bad started", int((~fits).sum()))
         rid, bench, phase, sched, recv, plen, mtok, rel, disp = a.T
         k = rid - self.rid_lo
         ok = (
-            (bench == self.bench)
+            fits
+            & (bench == self.bench)
             & (k >= 0)
             & (k < self.rid_hi - self.rid_lo)
             & (phase >= 0)
@@ -186,8 +201,8 @@ class BenchAccumulator:
         if ok.any():
             self._grow(int(k[ok].max()))
             ok[ok] &= ~self.c["started"][k[ok]]
-        if not ok.all():
-            self.reject("bad, foreign or repeated started", int((~ok).sum()))
+        if not ok[fits].all():
+            self.reject("bad, foreign or repeated started", int((~ok[fits]).sum()))
         if not ok.any():
             return
         c, k = self.c, k[ok]
@@ -297,10 +312,10 @@ class BenchAccumulator:
         c = self.c
         return ok & c["started"][kk] & (c["worker"][kk] == wid) & (c["status"][kk] == PENDING)
 
-    def _ending(self, rid: np.ndarray, end: np.ndarray, wid: int) -> np.ndarray:
+    def _ending(self, rid: np.ndarray, end: np.ndarray, wid: int, fits: np.ndarray) -> np.ndarray:
         """Which ends are of running requests of ``wid``, once each, at a time after their last output."""
         k = rid - self.rid_lo
-        ok = self._running(k, wid)
+        ok = self._running(k, wid) & fits
         if not ok.any():
             return ok
         kk = np.where(ok, k, 0)
@@ -313,13 +328,14 @@ class BenchAccumulator:
         self, recs: list[Any], worker_id: int
     ) -> tuple[list[Any], np.ndarray, np.ndarray]:
         """The ends (Finished or Failed) that ``_ending`` accepts: themselves, rows and times."""
-        a = _ints([(r.rid, r.end_ns) for r in recs])
-        if a is None:
-            self.reject("bad end", len(recs))
+        if not recs:
             return [], np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ok = self._ending(a[:, 0], a[:, 1], worker_id)
-        if not ok.all():
-            self.reject("end of a request that is not running here", int((~ok).sum()))
+        a, fits = _ints([(r.rid, r.end_ns) for r in recs])
+        if not fits.all():
+            self.reject("bad end", int((~fits).sum()))
+        ok = self._ending(a[:, 0], a[:, 1], worker_id, fits)
+        if not ok[fits].all():
+            self.reject("end of a request that is not running here", int((~ok[fits]).sum()))
         mine = [r for r, y in zip(recs, ok, strict=True) if y]
         return mine, a[ok, 0] - self.rid_lo, a[ok, 1]
 
@@ -334,11 +350,9 @@ class BenchAccumulator:
     def _engine_times(self, recs: list[m.Finished]) -> None:
         if not recs:
             return
-        e = _ints([(f.rid, f.engine.queued_ns, f.engine.scheduled_ns, f.engine.first_token_ns,  # type: ignore[union-attr]
+        e, fits = _ints([(f.rid, f.engine.queued_ns, f.engine.scheduled_ns, f.engine.first_token_ns,  # type: ignore[union-attr]
                     f.engine.last_token_ns, f.engine.preemptions) for f in recs])  # type: ignore[union-attr]  # fmt: skip
-        if e is None:
-            return self.reject("bad engine times", len(recs))
-        ok = self._window(e[:, 1:5], True).all(axis=1) & (e[:, 5] >= 0) & (e[:, 5] < 2**31)
+        ok = fits & self._window(e[:, 1:5], True).all(axis=1) & (e[:, 5] >= 0) & (e[:, 5] < 2**31)
         if not ok.all():
             self.reject("bad engine times", int((~ok).sum()))
         k = e[ok, 0] - self.rid_lo

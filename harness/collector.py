@@ -51,18 +51,29 @@ class CollectorConfig(msgspec.Struct):
     save_token_times: bool = False
 
 
-def _by_worker(
-    evs: list[m.Events],
-) -> tuple[dict[int, list[m.Started]], dict[int, list[m.Finished]], dict[int, list[m.Failed]]]:
-    """The messages' starts, finishes and failures, each gathered by worker in arrival order."""
+Ends = list[tuple[bool, list[m.Finished] | list[m.Failed]]]  # (failed?, records), in order
+
+
+def _by_worker(evs: list[m.Events]) -> tuple[dict[int, list[m.Started]], dict[int, Ends]]:
+    """The messages' starts, and their ends, gathered by worker.
+
+    Each worker's records keep the order it sent them in (its ends as runs of finishes and
+    failures, so a Failed then a Finished of one request still ends it failed). Between
+    workers there is no order to keep: their messages interleave by chance on the socket.
+    """
     started: dict[int, list[m.Started]] = {}
-    finished: dict[int, list[m.Finished]] = {}
-    failed: dict[int, list[m.Failed]] = {}
+    ends: dict[int, Ends] = {}
     for ev in evs:
-        for recs, into in ((ev.started, started), (ev.finished, finished), (ev.failed, failed)):
+        if ev.started:
+            started.setdefault(ev.worker_id, []).extend(ev.started)
+        for failed, recs in ((False, ev.finished), (True, ev.failed)):
             if recs:
-                into.setdefault(ev.worker_id, []).extend(recs)  # type: ignore[arg-type]
-    return started, finished, failed
+                runs = ends.setdefault(ev.worker_id, [])
+                if runs and runs[-1][0] == failed:
+                    runs[-1][1].extend(recs)  # type: ignore[arg-type]
+                else:
+                    runs.append((failed, list(recs)))
+    return started, ends
 
 
 class Collector:
@@ -99,21 +110,21 @@ class Collector:
         good = [ev for ev in evs if 0 <= ev.worker_id < MAX_WORKER_ID]
         if len(good) < len(evs):
             acc.reject("bad worker id", len(evs) - len(good))
-        # One call per worker and kind for the whole batch: the checks and columns are
+        # One call per worker (and run of one kind) for the whole batch: the checks and columns are
         # vectorized, so their set-up is paid once, not once per message.
-        started, finished, failed = _by_worker(good)
+        started, ends = _by_worker(good)
         for wid, recs in started.items():
             mine = [s for s in recs if s.bench == acc.bench and acc.rid_lo <= s.rid < acc.rid_hi]
             acc.late += len(recs) - len(mine)
             if mine:
                 acc.started(mine, wid)
         self._tokens(acc, good)
-        for ends, apply in ((finished, acc.finished), (failed, acc.failed)):
-            for wid, recs in ends.items():
-                mine = [r for r in recs if acc.rid_lo <= r.rid < acc.rid_hi]
-                acc.late += len(recs) - len(mine)
-                if mine:
-                    apply(mine, wid)  # type: ignore[operator]
+        for wid, runs in ends.items():
+            for failed, recs in runs:
+                ours = [r for r in recs if acc.rid_lo <= r.rid < acc.rid_hi]
+                acc.late += len(recs) - len(ours)
+                if ours:
+                    (acc.failed if failed else acc.finished)(ours, wid)  # type: ignore[arg-type]
         if sum(acc.rejected.values()) > before:
             self._tag_peer(acc, peer)
 

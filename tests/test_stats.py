@@ -217,19 +217,66 @@ def test_duplicate_and_foreign_records_are_rejected():
     assert acc.late == 1 and sum(acc.rejected.values()) == 2
 
 
-def test_a_batch_of_messages_is_ingested_as_they_would_be_one_by_one():
-    """The collector takes what is queued in one pass (starts, outputs, ends gathered by
-    worker): the columns and every count must be those of one message at a time."""
-    c1, one = feed()
-    c2 = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
-    c2.bench = batch = BenchAccumulator(m.BeginBench(0, B, 0, 10, MAX_TOKENS, 10_000))
-    c2.ingest_batch(stream_messages(), "ipc")
+def _one_by_one_and_batched(
+    msgs: list[m.Events], n: int
+) -> tuple[BenchAccumulator, BenchAccumulator]:
+    """The same messages ingested one at a time and in one batch; both must agree exactly."""
+    accs = []
+    for batched in (False, True):
+        c = Collector(CollectorConfig("ipc://x", "ipc://y", "t", {}))
+        c.bench = acc = BenchAccumulator(m.BeginBench(0, B, 0, n, MAX_TOKENS, 10_000))
+        if batched:
+            c.ingest_batch(msgs, "ipc")
+        else:
+            for ev in msgs:
+                c.ingest(ev, "ipc")
+        accs.append(acc)
+    one, batch = accs
     for name, col in one.columns().items():
         assert (batch.columns()[name] == col).all(), name
-    assert batch.out_tokens == one.out_tokens == 20 and batch.n_ended == one.n_ended == 10
-    assert batch.rejected == one.rejected and batch.late == one.late
-    info = m.BenchInfo(0, "t", "constant", len(STREAM), 10.0)
-    assert c2.result(batch, info).ttft_ms == c1.result(one, info).ttft_ms
+    assert (batch.rejected, batch.late, batch.errors) == (one.rejected, one.late, one.errors)
+    assert batch.out_tokens == one.out_tokens and batch.n_ended == one.n_ended
+    return one, batch
+
+
+def _from(wid: int, **parts) -> m.Events:
+    ev = events(**parts)
+    ev.worker_id = wid
+    return ev
+
+
+def test_a_batch_of_messages_is_ingested_as_they_would_be_one_by_one():
+    """The collector takes what is queued in one pass (each worker's starts, outputs and
+    ends gathered): the columns and every count must be those of one message at a time."""
+    one, _ = _one_by_one_and_batched(stream_messages(), 10)
+    assert one.out_tokens == 20 and one.n_ended == 10
+
+
+def test_a_batch_keeps_each_workers_order_and_a_bad_record_costs_only_itself():
+    """Two workers interleaved; worker 0 fails request 0 and then says it finished (the
+    failure stands); a start and an end with values past int64 are rejected alone."""
+    start = [m.Started(r, 0, 0, ns(r), ns(r + 1), 10, MAX_TOKENS) for r in range(6)]
+    huge = m.Started(6, 0, 0, 2**64 - 1, ns(2), 10, MAX_TOKENS)
+    msgs = [
+        _from(0, started=start[:3]),
+        _from(1, started=[*start[3:], huge]),
+        _from(0, tokens=[(0, 1, ns(5)), (1, 1, ns(5)), (2, 1, ns(5))]),
+        _from(1, tokens=[(3, 1, ns(5)), (4, 1, ns(5)), (5, 1, ns(5))]),
+        _from(0, failed=[m.Failed(0, ns(6), "boom")]),
+        _from(1, finished=[m.Finished(3, 1, ns(7), "length"), m.Finished(4, 1, 2**64 - 1, "length")]),
+        _from(0, finished=[m.Finished(0, 1, ns(7), "length"), m.Finished(1, 1, ns(7), "length")]),
+        _from(1, failed=[m.Failed(5, ns(8), "bust")]),
+        _from(0, failed=[m.Failed(2, ns(8), "boom")]),
+    ]  # fmt: skip
+    _, acc = _one_by_one_and_batched(msgs, 8)
+    status = acc.columns()["status"]
+    assert list(status[:6]) == [2, 1, 2, 1, 0, 2]  # 0 failed first; 4's end did not fit
+    assert acc.errors == {"boom": 2, "bust": 1}
+    assert acc.rejected == {
+        "bad started (ipc)": 1,
+        "bad end (ipc)": 1,
+        "end of a request that is not running here (ipc)": 1,
+    }
 
 
 def test_in_one_batch_a_repeat_or_another_workers_end_is_rejected():
