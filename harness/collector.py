@@ -203,6 +203,7 @@ class Collector:
                 acc.lost(msg)
         elif isinstance(msg, m.Admit):
             self.gate.allowed[msg.key] = msg.worker_id
+            dealer.send(self.up.encode(m.Admitted(msg.worker_id)))
         elif isinstance(msg, m.Stop):
             return False
         return True

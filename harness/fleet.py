@@ -135,6 +135,7 @@ class Fleet:
         self.accepting = True  # remote workers may join until the first benchmark
         self.spawned_at: float | None = None
         self.early: list[tuple[bytes, m.Hello, str | None]] = []  # Hellos before the collector's
+        self.admitting: dict[int, Peer] = {}  # admitted remote workers, until the collector says so
         self.up = codec.to_coordinator()
         self.down = codec.to_worker()
         self.ctl = codec.to_collector()
@@ -272,6 +273,8 @@ class Fleet:
             if c is not None and c.hello is not None and frames[0].bytes == c.ident:
                 if isinstance(msg, m.Hello):
                     self.reject("second hello (collector link)")
+                elif isinstance(msg, m.Admitted):
+                    self._configure(msg.worker_id)
                 elif self.listener is not None:
                     self.listener.on_collector(msg)
             elif isinstance(msg, m.Hello):
@@ -352,7 +355,15 @@ class Fleet:
         w = Peer(name, ident, worker_id=wid, remote=True, hello=hello, key=key)
         self.remote_peers[ident] = w
         self.workers[wid] = w
-        self.to_collector(m.Admit(wid, key))  # before the worker can push: it connects on Configure
+        self.admitting[wid] = w
+        self.to_collector(m.Admit(wid, key))  # Configure follows its Admitted: see m.Admitted
+
+    def _configure(self, wid: int) -> None:
+        """The collector has the worker's key: the worker may now connect to it, and start."""
+        w = self.admitting.pop(wid, None)
+        if w is None:
+            self.reject("admitted an unknown worker (collector link)")
+            return
         eng = self.run.engine
         self.send(w, m.Configure(wid, eng.kind, eng.args, eng.device, eng.tp, eng.cpu_kv_cache_gb or 1,
                                  self.events_port, events_key=self.events_keys[0],

@@ -374,6 +374,14 @@ class Admit(_Msg, tag="admit"):
     key: str
 
 
+class Admitted(_Msg, tag="admitted"):
+    """The collector's answer to Admit: the key is in its gate. Only then is the worker
+    told to connect: libzmq does not retry a connection its authenticator refused once,
+    so a worker that raced ahead of the Admit would push every event into the void."""
+
+    worker_id: int
+
+
 class Progress(_Msg, tag="progress"):
     bench: int
     completed: int
@@ -394,7 +402,7 @@ class BenchResult(_Msg, tag="bench_result"):
 CoordinatorToWorker = Submit | Cancel | Shutdown | Configure | Refused | Pong
 WorkerToCoordinator = Hello | Ready | StartupFailed | Heartbeat | Done | Ping
 CoordinatorToCollector = BeginBench | Extend | EndBench | Snapshot | Lost | Stop | Admit
-CollectorToCoordinator = Hello | Progress | BenchResult
+CollectorToCoordinator = Hello | Progress | BenchResult | Admitted
 WorkerToCollector = Events | Telemetry
 
 

@@ -267,6 +267,71 @@ def test_stray_clients_are_refused_and_the_run_completes(tmp_path):
     assert "rejected a message: remote worker refused: wrong token" in err
 
 
+def test_a_worker_is_told_to_start_only_once_the_collector_admits_its_key(tmp_path):
+    """libzmq never retries a connection its authenticator refused once: a worker that
+    connected to the events port before the collector had its key would push every event
+    into the void. With the collector stopped, the worker waits; then every event counts."""
+    from tests.test_reliability import children_named
+
+    port = free_port_pair()
+    h = head(tmp_path, port, 1, constant_rate("decode_ms=2", 100, 200, 6))
+    collector = children_named(h.proc.pid, "harness-collector")[0]
+    sockets_of(collector.pid, port + 1, "LISTEN")  # its Hello to the head follows at once
+    time.sleep(1.0)  # for the head to take it: a Hello before it would wait anyway
+    collector.suspend()  # its gate (and its authenticator) cannot answer
+    try:
+        w = worker(h)
+        assert w.stdout is not None
+        sockets_of(w.pid, port, "ESTABLISHED")  # its Hello follows at once; the head answers in ms
+        waited = select_lines(w.stdout, 2.0)
+        assert waited == [], f"told to start while the collector was stopped: {waited}"
+    finally:
+        collector.resume()
+    assert "joined" in w.stdout.readline()
+    _, err = h.communicate(timeout=120)
+    out, werr = w.communicate(timeout=60)
+    assert h.returncode == 0 and w.returncode == 0, f"{err[-1500:]} {werr[-1000:]}"
+    rep = report(tmp_path)
+    b = rep["benchmarks"][0]
+    per = {x["worker_id"]: x for x in b["workers"]}
+    envs = {x["worker_id"]: x for x in rep["environment"]["workers"]}
+    assert per[1]["completed"] > 0 and envs[1]["remote"] and envs[1]["dropped_events"] == 0
+    assert b["requests"]["completed"] == 200 and b["output_tokens"]["min"] == 6
+
+
+def sockets_of(pid: int, port: int, status: str, timeout: float = 60) -> None:
+    """Until ``pid`` or a process under it has a TCP socket on ``port`` in ``status``
+    (LISTEN: bound to it; ESTABLISHED: connected to it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        for p in procs:
+            try:
+                conns = p.net_connections("tcp")
+            except psutil.NoSuchProcess:
+                continue
+            ends = [(c.laddr if status == "LISTEN" else c.raddr, c.status) for c in conns]
+            if any(a and a.port == port and st == status for a, st in ends):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"no socket {status} on port {port} under {pid} in {timeout:g}s")
+
+
+def select_lines(stream, seconds: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """The lines a child's pipe gives within ``seconds`` (none, if it stays quiet)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    lines, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
 def test_a_remote_worker_that_goes_silent_is_lost_and_its_requests_fail(tmp_path):
     port = free_port_pair()
     h = head(

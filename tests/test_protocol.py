@@ -53,6 +53,7 @@ CASES = [
     (codec.from_collector, m.BenchResult(0, RESULT)),
     (codec.from_collector, m.BenchResult(0, RESULT, partial=True)),
     (codec.from_collector, m.Hello("collector", -1, 5, "", m.PROTOCOL_VERSION, "tok")),
+    (codec.from_collector, m.Admitted(3)),
     (codec.to_collector, m.BeginBench(1, 1000, 64, 128, 256, 4096)),
     (codec.to_collector, m.Extend(1, 1 << 20)),
     (codec.to_collector, m.EndBench(1, 64, INFO_B)),
