@@ -299,6 +299,69 @@ def test_a_worker_is_told_to_start_only_once_the_collector_admits_its_key(tmp_pa
     assert b["requests"]["completed"] == 200 and b["output_tokens"]["min"] == 6
 
 
+def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path):
+    """A head whose collector will not take the worker's key (here a stand-in for the head,
+    its events port's authenticator refusing everyone): the worker must not go on pushing
+    events nobody receives. It tells the head why and exits 3."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    port = free_port_pair()
+    ctx = zmq.Context()
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+
+    class Gate:  # one authenticator per context, one gate per ZAP domain
+        def __init__(self, admit: bool) -> None:
+            self.admit = admit
+
+        def callback(self, domain: str, key: bytes) -> bool:
+            return self.admit
+
+    auth.configure_curve_callback(domain="control", credentials_provider=Gate(True))
+    auth.configure_curve_callback(domain="events", credentials_provider=Gate(False))
+    (c_pub, c_sec), (e_pub, e_sec) = zmq.curve_keypair(), zmq.curve_keypair()
+    control, events = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PULL)
+    for sock, secret, domain, at in (
+        (control, c_sec, "control", port),
+        (events, e_sec, "events", port + 1),
+    ):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
+        sock.bind(f"tcp://127.0.0.1:{at}")
+    enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(m.WorkerToCoordinator)
+    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}",
+           "--server-key", c_pub.decode(), "--token", TOKEN, "--join-timeout", "60"]  # fmt: skip
+    w = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)  # fmt: skip
+    failed: list[m.StartupFailed] = []
+    try:
+        deadline = time.monotonic() + 60
+        while w.poll() is None and time.monotonic() < deadline:
+            if not control.poll(100):
+                continue
+            ident, data = control.recv_multipart()
+            msg = dec.decode(data)
+            if isinstance(msg, m.Hello):
+                conf = m.Configure(1, "sim", {}, "sim", 1, 1, port + 1, events_key=e_pub.decode())
+                control.send_multipart([ident, enc.encode(conf)])
+            elif isinstance(msg, m.Ping):
+                pong = m.Pong(msg.t_ns, time.monotonic_ns())
+                control.send_multipart([ident, enc.encode(pong)])
+            elif isinstance(msg, m.StartupFailed):
+                failed.append(msg)
+        out, err = w.communicate(timeout=30)
+    finally:
+        if w.poll() is None:
+            w.kill()
+        auth.stop()
+        ctx.destroy(0)
+    assert w.returncode == 3, f"{out} {err}"
+    assert "the collector's events port refused this worker (key not admitted)" in err
+    assert len(failed) == 1 and "refused this worker (key not admitted)" in failed[0].error
+
+
 def sockets_of(pid: int, port: int, status: str, timeout: float = 60) -> None:
     """Until ``pid`` or a process under it has a TCP socket on ``port`` in ``status``
     (LISTEN: bound to it; ESTABLISHED: connected to it)."""

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import msgspec
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from protocol import codec, transport
 from protocol import messages as m
@@ -41,6 +42,14 @@ CLOCK_PROBES = 16
 # engine) down rather than letting the collector's queue grow; after this long the
 # message is dropped and counted, and the report says how many.
 EVENTS_SEND_TIMEOUT_MS = 10_000
+# Remote: the events port's handshake, watched until it succeeds (or is refused for good).
+EVENTS_LINK_TIMEOUT_S = 10.0
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not admitted",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
+}
+_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILED)
 
 
 def _one_line(e: BaseException) -> str:
@@ -179,6 +188,36 @@ class Worker:
     def name(self) -> str:
         return f"harness-worker-{self.cfg.worker_id if self.cfg.worker_id >= 0 else 'remote'}"
 
+    def _connect_events(self, reply: m.Configure) -> zmq.Socket[Any]:
+        """Connect to the collector's events port, watched (see ``_events_link``)."""
+        host, _ = split_tcp(self.cfg.coordinator_addr)
+        assert self.keys is not None
+        transport.curve_client(self.push, reply.events_key, self.keys)
+        watch = self.push.get_monitor_socket(_HANDSHAKE_EVENTS)
+        self.push.connect(f"tcp://{host}:{reply.events_port}")
+        return watch
+
+    async def _events_link(self, watch: zmq.Socket[Any]) -> str | None:
+        """None once the events port has taken this worker's key; else why not. libzmq
+        never retries a connection refused by the server's authenticator or protocol: the
+        PUSH would go on taking events and delivering none, and the run would not know."""
+        deadline = time.monotonic() + EVENTS_LINK_TIMEOUT_S
+        failed = "no answer"
+        try:
+            while time.monotonic() < deadline:
+                while watch.poll(0):
+                    event = recv_monitor_message(watch)["event"]
+                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        return None
+                    failed = _HANDSHAKE_FAILED.get(event, f"event {event}")
+                    if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                        return f"the collector's events port refused this worker ({failed})"
+                await asyncio.sleep(0.01)
+            return f"no events link to the collector in {EVENTS_LINK_TIMEOUT_S:g}s ({failed})"
+        finally:
+            self.push.disable_monitor()
+            watch.close(0)
+
     async def _join(self) -> tuple[int, str] | None:
         """Remote: wait for Configure, take its settings, then measure the clock offset.
 
@@ -215,10 +254,7 @@ class Worker:
             os.sched_setaffinity(0, slot.spare_cores)  # the model's threads bind the rest
         cfg.device = device
         cfg.devices = slot.devices
-        host, _ = split_tcp(cfg.coordinator_addr)
-        assert self.keys is not None
-        transport.curve_client(self.push, reply.events_key, self.keys)
-        self.push.connect(f"tcp://{host}:{reply.events_port}")
+        watch = self._connect_events(reply)
         for _ in range(CLOCK_PROBES):
             self._send_up(m.Ping(self._now_ns()))
             await asyncio.sleep(0.005)
@@ -227,6 +263,11 @@ class Worker:
             await asyncio.sleep(0.01)
         if not self.clock.samples:
             return EXIT_REFUSED, f"no clock probe came back from {cfg.coordinator_addr}"
+        why = await self._events_link(watch)
+        if why is not None:
+            self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {why}"))
+            await asyncio.sleep(0.2)
+            return EXIT_STARTUP_FAILED, why
         print(
             f"{self.name}: joined {cfg.coordinator_addr}; clock offset "
             f"{self.clock.offset_ns / 1e6:+.3f} ms +/- {self.clock.error_ns / 1e6:.3f} ms",
