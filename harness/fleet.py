@@ -5,9 +5,10 @@ silence) and stops them. It owns the coordinator's one ``zmq.Poller``: the
 sockets (local workers, remote workers, the collector) and every child's pidfd.
 Messages about requests and results go to its :class:`Listener`, the benchmark loop.
 
-Sockets, one typed decoder each. No peer chooses its identity: each ROUTER assigns
-them, and a peer becomes a worker (or the collector) only by a Hello with the run's
-token and, locally, the pid of the process this fleet started for it.
+Sockets, one typed decoder each. An identity proves nothing (a client may set its own
+ROUTING_ID; a ROUTER refuses a second connection under one in use): a peer becomes a
+worker (or the collector) only by a Hello with the run's token and, locally, the pid of
+the process this fleet started for it.
 - ``local``: ROUTER on a private ipc path; local workers.
 - ``remote``: ROUTER on ``--listen``, encrypted with CURVE; remote workers, known only
   by the key they were admitted with, so no identity claimed over TCP can pose as a
