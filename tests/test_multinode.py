@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import psutil
+import pytest
 import zmq
 
 from protocol import messages as m
@@ -89,8 +90,15 @@ def head(
 def worker(
     h: Head, *extra: str, token: str = TOKEN, key: str | None = None, join_s: int = 60
 ) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{h.port}"]
-    cmd += ["--server-key", key or h.key]
+    return worker_at(h.port, key or h.key, *extra, token=token, join_s=join_s)
+
+
+def worker_at(
+    port: int, key: str, *extra: str, token: str = TOKEN, join_s: int = 60
+) -> subprocess.Popen[str]:
+    """``harness worker`` joining whatever listens on this port with this key."""
+    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}"]
+    cmd += ["--server-key", key]
     return subprocess.Popen(
         [*cmd, "--token", token, "--join-timeout", str(join_s), *extra],
         cwd=ROOT,
@@ -299,10 +307,12 @@ def test_a_worker_is_told_to_start_only_once_the_collector_admits_its_key(tmp_pa
     assert b["requests"]["completed"] == 200 and b["output_tokens"]["min"] == 6
 
 
-def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path):
+@pytest.mark.parametrize("pongs", [True, False], ids=["answers pings", "no pongs"])
+def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path, pongs):
     """A head whose collector will not take the worker's key (here a stand-in for the head,
     its events port's authenticator refusing everyone): the worker must not go on pushing
-    events nobody receives. It tells the head why and exits 3."""
+    events nobody receives. It tells the head why and exits 3. A head that answers no
+    clock probe is left at once, the events port's watch closed (else exit would wait)."""
     from zmq.auth.thread import ThreadAuthenticator
 
     port = free_port_pair()
@@ -331,10 +341,7 @@ def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path):
         sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
         sock.bind(f"tcp://127.0.0.1:{at}")
     enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(m.WorkerToCoordinator)
-    cmd = [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}",
-           "--server-key", c_pub.decode(), "--token", TOKEN, "--join-timeout", "60"]  # fmt: skip
-    w = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)  # fmt: skip
+    w = worker_at(port, c_pub.decode())
     failed: list[m.StartupFailed] = []
     try:
         deadline = time.monotonic() + 60
@@ -346,7 +353,7 @@ def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path):
             if isinstance(msg, m.Hello):
                 conf = m.Configure(1, "sim", {}, "sim", 1, 1, port + 1, events_key=e_pub.decode())
                 control.send_multipart([ident, enc.encode(conf)])
-            elif isinstance(msg, m.Ping):
+            elif isinstance(msg, m.Ping) and pongs:
                 pong = m.Pong(msg.t_ns, time.monotonic_ns())
                 control.send_multipart([ident, enc.encode(pong)])
             elif isinstance(msg, m.StartupFailed):
@@ -357,6 +364,10 @@ def test_a_worker_whose_events_key_is_refused_says_so_and_stops(tmp_path):
             w.kill()
         auth.stop()
         ctx.destroy(0)
+    if not pongs:
+        assert w.returncode == 6 and "no clock probe came back" in err, f"{out} {err}"
+        assert failed == []
+        return
     assert w.returncode == 3, f"{out} {err}"
     assert "the collector's events port refused this worker (key not admitted)" in err
     assert len(failed) == 1 and "refused this worker (key not admitted)" in failed[0].error

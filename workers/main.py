@@ -200,23 +200,35 @@ class Worker:
     async def _events_link(self, watch: zmq.Socket[Any]) -> str | None:
         """None once the events port has taken this worker's key; else why not. libzmq
         never retries a connection refused by the server's authenticator or protocol: the
-        PUSH would go on taking events and delivering none, and the run would not know."""
+        PUSH would go on taking events and delivering none, and the run would not know.
+        The caller closes ``watch``."""
         deadline = time.monotonic() + EVENTS_LINK_TIMEOUT_S
         failed = "no answer"
-        try:
-            while time.monotonic() < deadline:
-                while watch.poll(0):
-                    event = recv_monitor_message(watch)["event"]
-                    if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                        return None
-                    failed = _HANDSHAKE_FAILED.get(event, f"event {event}")
-                    if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                        return f"the collector's events port refused this worker ({failed})"
-                await asyncio.sleep(0.01)
-            return f"no events link to the collector in {EVENTS_LINK_TIMEOUT_S:g}s ({failed})"
-        finally:
-            self.push.disable_monitor()
-            watch.close(0)
+        while time.monotonic() < deadline:
+            while watch.poll(0):
+                event = recv_monitor_message(watch)["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    return None
+                failed = _HANDSHAKE_FAILED.get(event, f"event {event}")
+                if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                    return f"the collector's events port refused this worker ({failed})"
+            await asyncio.sleep(0.01)
+        return f"no events link to the collector in {EVENTS_LINK_TIMEOUT_S:g}s ({failed})"
+
+    async def _sync_clock(self) -> bool:
+        """Probe the head's clock; False if no probe came back."""
+        for _ in range(CLOCK_PROBES):
+            self._send_up(m.Ping(self._now_ns()))
+            await asyncio.sleep(0.005)
+        deadline = time.monotonic() + 5.0
+        while self.clock.samples < CLOCK_PROBES // 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.clock.samples > 0
+
+    async def _startup_failed(self, error: str) -> None:
+        """Tell the head why this worker cannot start, and give the message time to leave."""
+        self._send_up(m.StartupFailed(self.cfg.worker_id, error))
+        await asyncio.sleep(0.2)
 
     async def _join(self) -> tuple[int, str] | None:
         """Remote: wait for Configure, take its settings, then measure the clock offset.
@@ -246,8 +258,7 @@ class Worker:
                 reply.engine, reply.device, reply.tp, reply.cpu_kv_cache_gb, ray_executor
             )
         except PlacementError as e:
-            self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {e}"))
-            await asyncio.sleep(0.2)
+            await self._startup_failed(f"{socket.gethostname()}: {e}")
             return EXIT_STARTUP_FAILED, str(e)
         os.environ.update(slot.env)  # before the engine imports torch or vllm
         if slot.spare_cores:
@@ -255,18 +266,16 @@ class Worker:
         cfg.device = device
         cfg.devices = slot.devices
         watch = self._connect_events(reply)
-        for _ in range(CLOCK_PROBES):
-            self._send_up(m.Ping(self._now_ns()))
-            await asyncio.sleep(0.005)
-        deadline = time.monotonic() + 5.0
-        while self.clock.samples < CLOCK_PROBES // 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if not self.clock.samples:
+        try:  # the watch is closed on every way out: an open socket would hold ctx.term()
+            synced = await self._sync_clock()
+            why = await self._events_link(watch) if synced else None
+        finally:
+            self.push.disable_monitor()
+            watch.close(0)
+        if not synced:
             return EXIT_REFUSED, f"no clock probe came back from {cfg.coordinator_addr}"
-        why = await self._events_link(watch)
         if why is not None:
-            self._send_up(m.StartupFailed(cfg.worker_id, f"{socket.gethostname()}: {why}"))
-            await asyncio.sleep(0.2)
+            await self._startup_failed(f"{socket.gethostname()}: {why}")
             return EXIT_STARTUP_FAILED, why
         print(
             f"{self.name}: joined {cfg.coordinator_addr}; clock offset "
@@ -301,9 +310,8 @@ class Worker:
             self.engine = self._build_engine()
             info = await self.engine.start()
         except Exception as e:  # noqa: BLE001 - reported to the coordinator, one line
-            self._send_up(m.StartupFailed(cfg.worker_id, _one_line(e)))
             hb.cancel()
-            await asyncio.sleep(0.2)
+            await self._startup_failed(_one_line(e))
             return EXIT_STARTUP_FAILED
         if cfg.remote:
             info.clock_offset_ns = self.clock.offset_ns
