@@ -2,12 +2,19 @@
 
 One invocation, the same model, device, requests and pinned engine settings:
 first the offline engine in a child process, then ``harness run --workers 1
---profile throughput`` through each worker output path asked for (``--output-path``:
-the fast hook, vLLM's public ``generate()``, or both), with the workers' telemetry
-on, off or both (``--telemetry``). Prints and writes output tokens/s and the
-harness/offline ratio for each.
+--profile throughput`` (or ``--profile concurrent`` with ``--concurrency N``) through
+each worker output path asked for (``--output-path``: the fast hook, vLLM's public
+``generate()``, or both), with the workers' telemetry on, off or both
+(``--telemetry``). Prints and writes output tokens/s, the harness/offline ratio and the
+harness's dispatch lag for each.
+
+With ``--concurrency N`` the harness keeps N requests in flight and both engines run at
+most N at once (``--max-num-seqs`` defaults to N): the question is whether the worker
+still takes each request off its socket at once while vLLM's output processing is busy
+with N streams, and what that costs in throughput.
 
     python scripts/bench_vs_offline.py --device cpu --output-path both --repeat 2
+    python scripts/bench_vs_offline.py --device cuda --concurrency 256 --requests 4096
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from workers.vllm_compat import OUTPUT_PATH_ENV  # noqa: E402
 
 # What each --output-path asks the workers for: "fast" is the default, checked at start-up.
 PATH_ENV = {"fast": "auto", "public": "public"}
+# From each harness report: the worker's receipt against the due time, and its two hops.
+LAGS = ("dispatch_lag_ms", "pacing_lag_ms", "delivery_ms")
 
 
 def offline_child(spec: dict) -> None:
@@ -53,7 +62,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--requests", type=int, default=256)
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--output-tokens", type=int, default=64)
-    ap.add_argument("--max-num-seqs", type=int, default=128)
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests the harness keeps in flight (profile concurrent); default: all at once",
+    )
+    ap.add_argument(
+        "--max-num-seqs", type=int, default=None, help="default: --concurrency, else 128"
+    )
     ap.add_argument("--max-num-batched-tokens", type=int, default=2048)
     ap.add_argument("--max-model-len", type=int, default=1024)
     ap.add_argument("--enforce-eager", action="store_true")
@@ -74,7 +91,14 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--output", type=Path, default=Path("results/bench_vs_offline.json"))
     ap.add_argument("--offline-child", help=argparse.SUPPRESS)
-    return ap.parse_args()
+    a = ap.parse_args()
+    for name in ("requests", "concurrency", "max_num_seqs", "repeat"):
+        value = getattr(a, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    if a.max_num_seqs is None:
+        a.max_num_seqs = a.concurrency or 128
+    return a
 
 
 def run_options(a: argparse.Namespace) -> tuple[dict, dict]:
@@ -87,8 +111,13 @@ def run_options(a: argparse.Namespace) -> tuple[dict, dict]:
         "max_model_len": a.max_model_len,
         "load_format": a.load_format,
     }
+    load = (
+        {"profile": "concurrent", "concurrency": str(a.concurrency)}
+        if a.concurrency
+        else {"profile": "throughput"}
+    )
     options = dict(
-        engine="vllm", device=a.device, workers=1, profile="throughput",
+        engine="vllm", device=a.device, workers=1, **load,
         max_requests=a.requests, seed=a.seed,
         data=[f"prompt_tokens={a.prompt_tokens},output_tokens={a.output_tokens}"],
         engine_arg=[f"{k}={json.dumps(v)}" for k, v in pinned.items()],
@@ -159,8 +188,14 @@ def harness_pair(off: dict, options: dict, variant: str) -> tuple[dict, dict]:
         "harness_completed": b["requests"]["completed"],
         "harness_output_path": config.get("output_path", "unknown"),
         "ratio": harness_tps / offline_tps,
+        "peak_inflight": b["load"]["peak_inflight"],
+        **{f"{k}_p{q}": (b.get(k) or {}).get(f"p{q}") for k in LAGS for q in (50, 99)},
     }
     return pair, config
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} ms"
 
 
 def summarize(pairs: list[dict], config: dict) -> dict:
@@ -171,6 +206,11 @@ def summarize(pairs: list[dict], config: dict) -> dict:
         "ratio_median": ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2,
         "ratio_of_means": sum(p["harness_output_tokens_per_s"] for p in pairs)
         / sum(p["offline_output_tokens_per_s"] for p in pairs),
+        # The worst round: a lag target must hold in every run, not on average.
+        "dispatch_lag_ms_p99_max": max(
+            (p["dispatch_lag_ms_p99"] for p in pairs if p["dispatch_lag_ms_p99"] is not None),
+            default=None,
+        ),
         "engine_config": config,
     }
 
@@ -191,6 +231,8 @@ def measure(a: argparse.Namespace, options: dict, names: list[str]) -> dict[str,
                 line += (
                     f"; harness {v} ({pair['harness_output_path']}) "
                     f"{pair['harness_output_tokens_per_s']:,.1f} tok/s, ratio {pair['ratio']:.4f}"
+                    f", dispatch lag p99 {_ms(pair['dispatch_lag_ms_p99'])}"
+                    f" (peak {pair['peak_inflight']} in flight)"
                 )
             print(line, flush=True)
     finally:
@@ -208,7 +250,8 @@ def main() -> None:
     for v, r in result.items():
         print(
             f"{v}: median ratio {r['ratio_median']:.4f}, "
-            f"ratio of means {r['ratio_of_means']:.4f} over {len(r['pairs'])} pair(s)"
+            f"ratio of means {r['ratio_of_means']:.4f} over {len(r['pairs'])} pair(s); "
+            f"dispatch lag p99 at most {_ms(r['dispatch_lag_ms_p99_max'])}"
         )
     meta = {k: str(v) for k, v in vars(a).items()}
     write(
