@@ -4,6 +4,12 @@ Reports achieved/requested send rate and the dispatch lag (scheduled -> received
 split into its hops: the coordinator's lateness (scheduled -> handed to its socket) and the
 delivery (socket -> the worker's receipt). Targets: lag p99 <= 1 ms at 1,000/s, <= 2 ms at 10,000/s.
 
+Before each rate, the same kind of schedule with nothing of the harness (``--floor-seconds``,
+0 to skip): a sender paced as the coordinator paces, one bare ZeroMQ hop, a receiving
+thread (``bench_timer.paced_hop``). Measured a minute apart from the harness's own run, it
+is what this machine allows at that moment, and the difference is the harness's share: on
+a VM whose neighbours come and go, a figure alone cannot say which of the two moved.
+
 Then a busy engine (``--busy-rate``, 0 to skip): one sim worker whose event loop is held
 20 us per running request after each 15 ms step, as vLLM's output processing holds it,
 with about 250 requests in flight: the worker's receiving thread should keep delivery
@@ -15,62 +21,108 @@ near the idle figure although the loop is held a quarter of the time.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
+import numpy as np
 from _runs import harness_run, machine, write
+from bench_timer import paced_hop
+
+from harness.bench_loop import SPIN_NS
 
 
-def main() -> None:
+def floor(rate: float, seconds: float, seed: int) -> dict[str, float]:
+    """Lag p50/p99 of a bare paced ZeroMQ hop on a poisson schedule at ``rate``."""
+    n = max(int(rate * seconds), 100)
+    gaps = np.random.default_rng(seed).exponential(1e9 / rate, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        hops = paced_hop(np.cumsum(gaps).astype(np.int64), SPIN_NS, Path(tmp))
+    ms = {k: v / 1e6 for k, v in hops.items()}
+    return {
+        f"{k}_p{q}_ms": round(float(np.percentile(ms[k], q)), 4)
+        for k in ("lag", "pacing", "delivery")
+        for q in (50, 99)
+    }
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="100,1000,5000,10000")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--busy-rate", type=float, default=200.0)
+    ap.add_argument(
+        "--sim", default="", help="the idle workers' sim costs, as --sim takes them (default: zero)"
+    )
+    ap.add_argument("--floor-seconds", type=float, default=5.0, help="0: no floor")
     ap.add_argument("--output", type=Path, default=Path("results/bench_schedule.json"))
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> dict:
+    """One poisson benchmark on sim workers: its send rate, dispatch lag and hops."""
+    costs = {"sim": sim} if sim else {}
+    rep = harness_run(engine="sim", workers=workers, profile="poisson", rate=rate,
+                      max_seconds=seconds, seed=1, data=data, **costs)  # fmt: skip
+    b = rep["benchmarks"][0]
+    sent = b["requests"]["scheduled"]
+    achieved = b["load"]["achieved_send_rate"]
+    return {
+        "requested_rate": rate,
+        "workers": workers,
+        "sim": sim,
+        "mean_inflight": b["load"]["mean_inflight"],
+        "scheduled": sent,
+        "schedule_rate": sent / seconds,
+        "achieved_send_rate": achieved,
+        "achieved_over_requested": achieved / rate,
+        # A seeded Poisson schedule's own rate differs from the requested one by chance
+        # (about 1/sqrt(n)); this ratio is the harness's fidelity to its schedule.
+        "achieved_over_schedule": achieved / (sent / seconds),
+        "dispatch_lag_p50_ms": b["dispatch_lag_ms"]["p50"],
+        "dispatch_lag_p99_ms": b["dispatch_lag_ms"]["p99"],
+        "dispatch_lag_max_ms": b["dispatch_lag_ms"]["max"],
+        "pacing_lag_p50_ms": b["pacing_lag_ms"]["p50"],
+        "pacing_lag_p99_ms": b["pacing_lag_ms"]["p99"],
+        "delivery_p50_ms": b["delivery_ms"]["p50"],
+        "delivery_p99_ms": b["delivery_ms"]["p99"],
+        "completed": b["requests"]["completed"],
+        "incomplete": b["requests"]["incomplete"],
+    }
+
+
+def show(row: dict, label: str) -> None:
+    print(
+        f"{row['requested_rate']:>7g}/s{label}: achieved {row['achieved_send_rate']:,.1f}/s "
+        f"({row['achieved_over_requested']:.4f} of requested, "
+        f"{row['achieved_over_schedule']:.4f} of schedule), "
+        f"lag p50 {row['dispatch_lag_p50_ms']:.3f} ms p99 {row['dispatch_lag_p99_ms']:.3f} ms "
+        f"(pacing p99 {row['pacing_lag_p99_ms']:.3f}, delivery p99 {row['delivery_p99_ms']:.3f})"
+    )
+    base = row.get("floor")
+    if base:
+        print(
+            f"{'':>9} floor (bare paced hop, just before): lag p99 {base['lag_p99_ms']:.3f} ms "
+            f"(pacing {base['pacing_p99_ms']:.3f}, delivery {base['delivery_p99_ms']:.3f}); "
+            f"the harness's p99 is {row['over_floor_p99_ms']:+.3f} ms over it"
+        )
+
+
+def main() -> None:
+    a = parse_args()
     rows = []
-    runs = [
-        (float(x), a.workers, "", "prompt_tokens=16,output_tokens=4") for x in a.rates.split(",")
-    ]
+    for rate in (float(x) for x in a.rates.split(",")):
+        base = floor(rate, a.floor_seconds, seed=1) if a.floor_seconds > 0 else None
+        row = measure(rate, a.workers, a.sim, "prompt_tokens=16,output_tokens=4", a.seconds)
+        row["floor"] = base
+        row["over_floor_p99_ms"] = base and row["dispatch_lag_p99_ms"] - base["lag_p99_ms"]
+        rows.append(row)
+        show(row, f" (sim {a.sim})" if a.sim else "")
     if a.busy_rate > 0:
         busy = "decode_ms=15,output_us_per_seq=20"
-        runs.append((a.busy_rate, 1, busy, "prompt_tokens=16,output_tokens=64"))
-    for rate, workers, sim, data in runs:
-        costs = {"sim": sim} if sim else {}
-        rep = harness_run(engine="sim", workers=workers, profile="poisson", rate=rate,
-                          max_seconds=a.seconds, seed=1, data=data, **costs)  # fmt: skip
-        b = rep["benchmarks"][0]
-        sent = b["requests"]["scheduled"]
-        row = {
-            "requested_rate": rate,
-            "workers": workers,
-            "sim": sim,
-            "mean_inflight": b["load"]["mean_inflight"],
-            "scheduled": sent,
-            "schedule_rate": sent / a.seconds,
-            "achieved_send_rate": b["load"]["achieved_send_rate"],
-            "achieved_over_requested": b["load"]["achieved_send_rate"] / rate,
-            # A seeded Poisson schedule's own rate differs from the requested one by chance
-            # (about 1/sqrt(n)); this ratio is the harness's fidelity to its schedule.
-            "achieved_over_schedule": b["load"]["achieved_send_rate"] / (sent / a.seconds),
-            "dispatch_lag_p50_ms": b["dispatch_lag_ms"]["p50"],
-            "dispatch_lag_p99_ms": b["dispatch_lag_ms"]["p99"],
-            "dispatch_lag_max_ms": b["dispatch_lag_ms"]["max"],
-            "pacing_lag_p50_ms": b["pacing_lag_ms"]["p50"],
-            "pacing_lag_p99_ms": b["pacing_lag_ms"]["p99"],
-            "delivery_p50_ms": b["delivery_ms"]["p50"],
-            "delivery_p99_ms": b["delivery_ms"]["p99"],
-            "completed": b["requests"]["completed"],
-            "incomplete": b["requests"]["incomplete"],
-        }
+        row = measure(a.busy_rate, 1, busy, "prompt_tokens=16,output_tokens=64", a.seconds)
         rows.append(row)
-        print(
-            f"{rate:>7g}/s{' busy' if sim else ''}: achieved {row['achieved_send_rate']:,.1f}/s "
-            f"({row['achieved_over_requested']:.4f} of requested, "
-            f"{row['achieved_over_schedule']:.4f} of schedule), lag p50 {row['dispatch_lag_p50_ms']:.3f} ms "
-            f"p99 {row['dispatch_lag_p99_ms']:.3f} ms (pacing p99 {row['pacing_lag_p99_ms']:.3f}, "
-            f"delivery p99 {row['delivery_p99_ms']:.3f})"
-        )
+        show(row, " busy")
     write(
         a.output,
         {

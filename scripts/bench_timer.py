@@ -144,6 +144,43 @@ def zmq_hop(n: int, period_ns: int, tmp: Path) -> np.ndarray:
     return np.frombuffer(data, np.int64)
 
 
+def paced_hop(deadlines_ns: np.ndarray, spin_ns: int, tmp: Path) -> dict[str, np.ndarray]:
+    """The harness's dispatch path with nothing of the harness: its floor at one schedule.
+
+    A sender paces to each absolute deadline as the coordinator does (sleep, then spin the
+    last ``spin_ns``) and sends through a bare ZeroMQ hop to a DEALER's receiving thread in
+    another process. Returns, per send, ``pacing`` (send - due), ``delivery`` (receipt -
+    send) and ``lag`` (receipt - due), in ns: what bench_schedule.py splits the same way.
+    """
+    addr = f"ipc://{tmp}/paced"
+    n = len(deadlines_ns)
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.bind(addr)
+    back_r, back_w = os.pipe()
+    reader = multiprocessing.get_context("fork").Process(
+        target=_zmq_receiver, args=(addr, n, back_w)
+    )
+    reader.start()
+    peer, _ = router.recv_multipart()
+    due = deadlines_ns - deadlines_ns[0] + time.monotonic_ns() + 10_000_000
+    sent = np.empty(n, np.int64)
+    for i, t in enumerate(due.tolist()):
+        wait = t - time.monotonic_ns() - spin_ns
+        if wait > 0:
+            time.sleep(wait / 1e9)
+        while time.monotonic_ns() < t:
+            pass
+        now = sent[i] = time.monotonic_ns()
+        router.send_multipart([peer, now.to_bytes(8, "little") + bytes(56)])
+    delivery = np.frombuffer(_read_all(back_r, 8 * n), np.int64)
+    reader.join()
+    router.close(0)
+    ctx.term()
+    pacing = sent - due
+    return {"pacing": pacing, "delivery": delivery, "lag": pacing + delivery}
+
+
 def _read_all(fd: int, size: int) -> bytes:
     data = b""
     while len(data) < size:
