@@ -11,7 +11,7 @@ HAS_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 SMOKE_DEVICE := $(if $(HAS_GPU),--device cuda --workers 1,--device cpu --workers 2)
 SMOKE_ARGS ?= $(SMOKE_DEVICE) --max-requests 64 --data prompt_tokens=128,output_tokens=32 --enforce-eager
 
-.PHONY: install install-vllm install-ray smoke test test-fast lint bench sweep-node sweep-rate container clean
+.PHONY: install install-vllm install-ray smoke test test-fast lint bench bench-all sweep-node sweep-rate container clean
 
 install: $(BIN)/.installed
 
@@ -49,6 +49,10 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/bench_overhead.py --output results/bench_overhead.json
+
+# Every benchmark of the harness itself (the README's table), on the GPU where there is one.
+bench-all: install-vllm
+	PYTHON=$(BIN)/python bash scripts/bench_all.sh $(if $(HAS_GPU),cuda,cpu)
 
 # Node sweeps: MODEL, GPUS, TP, PROFILE, SLO, ARGS, RESULTS, FORCE=1, DEVICE=cpu (W x 1 layouts).
 # GPUS: the GPUs to lay out [default: the visible ones: CUDA_VISIBLE_DEVICES (as Slurm sets it
