@@ -79,13 +79,13 @@ def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> d
         # A seeded Poisson schedule's own rate differs from the requested one by chance
         # (about 1/sqrt(n)); this ratio is the harness's fidelity to its schedule.
         "achieved_over_schedule": achieved / (sent / seconds),
-        "dispatch_lag_p50_ms": b["dispatch_lag_ms"]["p50"],
-        "dispatch_lag_p99_ms": b["dispatch_lag_ms"]["p99"],
+        # dispatch_lag_p50_ms, ..., delivery_p99_ms: the report's distributions, flattened.
+        **{
+            f"{k.removesuffix('_ms')}_{q}_ms": b[k][q]
+            for k in ("dispatch_lag_ms", "pacing_lag_ms", "delivery_ms")
+            for q in ("p50", "p99")
+        },
         "dispatch_lag_max_ms": b["dispatch_lag_ms"]["max"],
-        "pacing_lag_p50_ms": b["pacing_lag_ms"]["p50"],
-        "pacing_lag_p99_ms": b["pacing_lag_ms"]["p99"],
-        "delivery_p50_ms": b["delivery_ms"]["p50"],
-        "delivery_p99_ms": b["delivery_ms"]["p99"],
         "completed": b["requests"]["completed"],
         "incomplete": b["requests"]["incomplete"],
     }
