@@ -2,7 +2,7 @@
 # Every benchmark of the harness itself, each writing its JSON under $RESULTS: the figures
 # of the README's "Benchmarks of the harness itself", rerun in one command.
 #
-#   scripts/bench_all.sh [cpu|cuda] [NAME ...]
+#   scripts/bench_all.sh [cpu|cuda [NAME ...]]
 #
 # NAME: timer schedule overhead ingest memory answer offline (default: all, in that order;
 # the first five need no engine, the last two start vLLM). With cuda, answer and offline
@@ -28,7 +28,7 @@ else
     OFFLINE=(--device cpu --output-path both --repeat 2)
 fi
 
-command() { # the benchmark's command line, in the array cmd; 1 for a name it does not know
+bench_cmd() { # the benchmark's command line, in the array cmd; 1 for a name it does not know
     case "$1" in
         timer) cmd=(scripts/bench_timer.py) ;;
         schedule) cmd=(scripts/bench_schedule.py) ;;
@@ -42,11 +42,11 @@ command() { # the benchmark's command line, in the array cmd; 1 for a name it do
 }
 
 for name in "${NAMES[@]}"; do # every name checked before anything slow starts
-    command "$name" || { echo "bench_all.sh: no benchmark named '$name'" >&2; exit 2; }
+    bench_cmd "$name" || { echo "bench_all.sh: no benchmark named '$name'" >&2; exit 2; }
 done
 failed=()
 for name in "${NAMES[@]}"; do
-    command "$name"
+    bench_cmd "$name"
     out="$RESULTS/bench_$name$([ "$DEVICE" = cuda ] && echo _cuda).json"
     echo "== $name: ${cmd[*]} --output $out" >&2
     start=$SECONDS

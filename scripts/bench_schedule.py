@@ -4,9 +4,9 @@ Reports achieved/requested send rate and the dispatch lag (scheduled -> received
 split into its hops: the coordinator's lateness (scheduled -> handed to its socket) and the
 delivery (socket -> the worker's receipt). Targets: lag p99 <= 1 ms at 1,000/s, <= 2 ms at 10,000/s.
 
-Before each rate, the same kind of schedule with nothing of the harness (``--floor-seconds``,
-0 to skip): a sender paced as the coordinator paces, one bare ZeroMQ hop, a receiving
-thread (``bench_timer.paced_hop``). Measured a minute apart from the harness's own run, it
+Before each rate, the first ``--floor-seconds`` (0 to skip) of the very schedule the
+harness is about to send, with nothing of the harness: a sender paced as the coordinator
+paces, one bare ZeroMQ hop, a receiving thread (``bench_timer.paced_hop``). Measured a minute apart from the harness's own run, it
 is what this machine allows at that moment, and the difference is the harness's share: on
 a VM whose neighbours come and go, a figure alone cannot say which of the two moved.
 
@@ -29,16 +29,27 @@ from _runs import harness_run, machine, write
 from bench_timer import paced_hop
 
 from harness.bench_loop import SPIN_NS
+from harness.profiles.base import LoadOptions, PlanContext
+from harness.profiles.poisson import Poisson
+
+SEED = 1  # the harness's --seed: the floor replays the schedule this gives
 
 
-def floor(rate: float, seconds: float, seed: int) -> dict[str, float]:
-    """Lag p50/p99 of a bare paced ZeroMQ hop on a poisson schedule at ``rate``."""
-    n = max(int(rate * seconds), 100)
-    gaps = np.random.default_rng(seed).exponential(1e9 / rate, n)
+def schedule(rate: float, seconds: float) -> np.ndarray:
+    """The harness's own poisson schedule at ``rate`` (its offsets in ns), cut at ``seconds``."""
+    ctx = PlanContext(max_requests=None, max_seconds=seconds, seed=SEED, workers=1)
+    (plan,) = Poisson(LoadOptions(rates=(rate,))).plans(ctx, [])
+    assert plan.offsets_ns is not None
+    return plan.offsets_ns
+
+
+def floor(rate: float, seconds: float) -> dict[str, float | int]:
+    """Lag p50/p99 of a bare paced ZeroMQ hop on the harness's schedule at ``rate``."""
+    offsets = schedule(rate, seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        hops = paced_hop(np.cumsum(gaps).astype(np.int64), SPIN_NS, Path(tmp))
+        hops = paced_hop(offsets, SPIN_NS, Path(tmp))
     ms = {k: v / 1e6 for k, v in hops.items()}
-    return {
+    return {"sends": len(offsets)} | {
         f"{k}_p{q}_ms": round(float(np.percentile(ms[k], q)), 4)
         for k in ("lag", "pacing", "delivery")
         for q in (50, 99)
@@ -56,14 +67,27 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--floor-seconds", type=float, default=5.0, help="0: no floor")
     ap.add_argument("--output", type=Path, default=Path("results/bench_schedule.json"))
-    return ap.parse_args()
+    a = ap.parse_args()
+    try:
+        a.rate_list = [float(x) for x in a.rates.split(",")]
+    except ValueError:
+        ap.error(f"--rates takes numbers separated by commas, not {a.rates!r}")
+    positive = [("--rates", r) for r in a.rate_list]
+    positive += [("--seconds", a.seconds), ("--workers", a.workers)]
+    for name, value in positive:
+        if not 0 < value < float("inf"):
+            ap.error(f"{name} must be positive and finite, not {value}")
+    for name, value in {"--floor-seconds": a.floor_seconds, "--busy-rate": a.busy_rate}.items():
+        if not 0 <= value < float("inf"):
+            ap.error(f"{name} must be 0 (none) or positive and finite, not {value}")
+    return a
 
 
 def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> dict:
     """One poisson benchmark on sim workers: its send rate, dispatch lag and hops."""
     costs = {"sim": sim} if sim else {}
     rep = harness_run(engine="sim", workers=workers, profile="poisson", rate=rate,
-                      max_seconds=seconds, seed=1, data=data, **costs)  # fmt: skip
+                      max_seconds=seconds, seed=SEED, data=data, **costs)  # fmt: skip
     b = rep["benchmarks"][0]
     sent = b["requests"]["scheduled"]
     achieved = b["load"]["achieved_send_rate"]
@@ -81,14 +105,19 @@ def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> d
         "achieved_over_schedule": achieved / (sent / seconds),
         # dispatch_lag_p50_ms, ..., delivery_p99_ms: the report's distributions, flattened.
         **{
-            f"{k.removesuffix('_ms')}_{q}_ms": b[k][q]
+            f"{k.removesuffix('_ms')}_{q}_ms": (b[k] or {}).get(q)
             for k in ("dispatch_lag_ms", "pacing_lag_ms", "delivery_ms")
             for q in ("p50", "p99")
         },
-        "dispatch_lag_max_ms": b["dispatch_lag_ms"]["max"],
+        "dispatch_lag_max_ms": (b["dispatch_lag_ms"] or {}).get("max"),
         "completed": b["requests"]["completed"],
         "incomplete": b["requests"]["incomplete"],
     }
+
+
+def _ms(value: float | None, sign: str = "") -> str:
+    """A figure in ms; n/a where no request was measured."""
+    return "n/a" if value is None else f"{value:{sign}.3f} ms"
 
 
 def show(row: dict, label: str) -> None:
@@ -96,26 +125,27 @@ def show(row: dict, label: str) -> None:
         f"{row['requested_rate']:>7g}/s{label}: achieved {row['achieved_send_rate']:,.1f}/s "
         f"({row['achieved_over_requested']:.4f} of requested, "
         f"{row['achieved_over_schedule']:.4f} of schedule), "
-        f"lag p50 {row['dispatch_lag_p50_ms']:.3f} ms p99 {row['dispatch_lag_p99_ms']:.3f} ms "
-        f"(pacing p99 {row['pacing_lag_p99_ms']:.3f}, delivery p99 {row['delivery_p99_ms']:.3f})"
+        f"lag p50 {_ms(row['dispatch_lag_p50_ms'])} p99 {_ms(row['dispatch_lag_p99_ms'])} "
+        f"(pacing p99 {_ms(row['pacing_lag_p99_ms'])}, delivery p99 {_ms(row['delivery_p99_ms'])})"
     )
     base = row.get("floor")
     if base:
         print(
-            f"{'':>9} floor (bare paced hop, just before): lag p99 {base['lag_p99_ms']:.3f} ms "
-            f"(pacing {base['pacing_p99_ms']:.3f}, delivery {base['delivery_p99_ms']:.3f}); "
-            f"the harness's p99 is {row['over_floor_p99_ms']:+.3f} ms over it"
+            f"{'':>9} floor (bare paced hop, just before): lag p99 {_ms(base['lag_p99_ms'])} "
+            f"(pacing {_ms(base['pacing_p99_ms'])}, delivery {_ms(base['delivery_p99_ms'])}); "
+            f"the harness's p99 is {_ms(row['over_floor_p99_ms'], '+')} over it"
         )
 
 
 def main() -> None:
     a = parse_args()
     rows = []
-    for rate in (float(x) for x in a.rates.split(",")):
-        base = floor(rate, a.floor_seconds, seed=1) if a.floor_seconds > 0 else None
+    for rate in a.rate_list:
+        base = floor(rate, a.floor_seconds) if a.floor_seconds > 0 else None
         row = measure(rate, a.workers, a.sim, "prompt_tokens=16,output_tokens=4", a.seconds)
         row["floor"] = base
-        row["over_floor_p99_ms"] = base and row["dispatch_lag_p99_ms"] - base["lag_p99_ms"]
+        lag = row["dispatch_lag_p99_ms"]
+        row["over_floor_p99_ms"] = lag - base["lag_p99_ms"] if base and lag is not None else None
         rows.append(row)
         show(row, f" (sim {a.sim})" if a.sim else "")
     if a.busy_rate > 0:
@@ -128,7 +158,8 @@ def main() -> None:
         {
             "benchmark": "bench_schedule",
             "machine": machine(),
-            "args": vars(a) | {"output": str(a.output)},
+            "args": {k: v for k, v in vars(a).items() if k != "rate_list"}
+            | {"output": str(a.output)},
             "results": rows,
         },
     )

@@ -82,6 +82,8 @@ def pipe_wakeup(n: int, period_ns: int) -> np.ndarray:
     ctx = multiprocessing.get_context("fork")
     reader = ctx.Process(target=_pipe_reader, args=(r, n, back_w))
     reader.start()
+    os.close(r)
+    os.close(back_w)  # the child's copies remain: its exit is this end's end of file
     time.sleep(0.2)
     t0 = time.monotonic_ns()
     for i in range(n):
@@ -89,6 +91,7 @@ def pipe_wakeup(n: int, period_ns: int) -> np.ndarray:
         while time.monotonic_ns() < due:  # the writer keeps its CPU: only the reader sleeps
             pass
         os.write(w, time.monotonic_ns().to_bytes(8, "little"))
+    os.close(w)
     data = _read_all(back_r, 8 * n)
     reader.join()
     return np.frombuffer(data, np.int64)
@@ -97,6 +100,7 @@ def pipe_wakeup(n: int, period_ns: int) -> np.ndarray:
 def _zmq_receiver(addr: str, n: int, out: int) -> None:
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.RCVHWM, 0)  # no limit: a stalled reader must not lose a message
     dealer.connect(addr)
     dealer.send(b"ready")
     late: list[int] = []
@@ -137,12 +141,16 @@ def paced_hop(deadlines_ns: np.ndarray, spin_ns: int, tmp: Path) -> dict[str, np
     n = len(deadlines_ns)
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
+    # A ROUTER drops what finds its peer's queue full, and a receiver that waits for a
+    # lost message waits for ever: no limit on the queue, however long the reader stalls.
+    router.setsockopt(zmq.SNDHWM, 0)
     router.bind(addr)
     back_r, back_w = os.pipe()
     reader = multiprocessing.get_context("fork").Process(
         target=_zmq_receiver, args=(addr, n, back_w)
     )
     reader.start()
+    os.close(back_w)  # the child's copy remains: its exit is this end's end of file
     peer, _ = router.recv_multipart()
     due = deadlines_ns - deadlines_ns[0] + time.monotonic_ns() + 10_000_000
     sent = np.empty(n, np.int64)
@@ -163,9 +171,16 @@ def paced_hop(deadlines_ns: np.ndarray, spin_ns: int, tmp: Path) -> dict[str, np
 
 
 def _read_all(fd: int, size: int) -> bytes:
+    """``size`` bytes from a child's pipe, then the pipe closed; an error if it ended early."""
     data = b""
-    while len(data) < size:
-        data += os.read(fd, size - len(data))
+    try:
+        while len(data) < size:
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                raise RuntimeError(f"the measuring process ended after {len(data)} of {size} bytes")
+            data += chunk
+    finally:
+        os.close(fd)
     return data
 
 

@@ -9,7 +9,7 @@ each worker output path asked for (``--output-path``: the fast hook, vLLM's publ
 harness's dispatch lag for each.
 
 With ``--concurrency N`` the harness keeps N requests in flight and both engines run at
-most N at once (``--max-num-seqs`` defaults to N): the question is whether the worker
+most ``--max-num-seqs`` at once (N unless given): the question is whether the worker
 still takes each request off its socket at once while vLLM's output processing is busy
 with N streams, and what that costs in throughput.
 
