@@ -12,6 +12,13 @@ import numpy as np
 
 from protocol import messages as m
 
+# While an engine reports faster than this (a zero-cost sim, a tiny model at thousands of
+# requests/s), its token events leave at most this often: every message costs the worker,
+# both ZeroMQ I/O threads and the collector tens of microseconds whatever its size, and on
+# a busy host that CPU comes out of the dispatch lag. Events carry their own times, so
+# holding them changes no figure; Done, which frees the coordinator's slots, is not held.
+EVENTS_EVERY_NS = 1_000_000
+
 
 def _shift(t_ns: int, off: int) -> int:
     return t_ns + off if t_ns else 0  # 0 means unknown, and stays so
@@ -37,7 +44,9 @@ class Outbox:
     """Buffers token events and request ends until the end of the loop iteration.
 
     Everything an engine reports within one event-loop iteration (one engine
-    output step) leaves as one ``Events`` message and one ``Done`` message.
+    output step) leaves as one ``Events`` message and one ``Done`` message; an
+    ``Events`` that would follow the last one by less than EVENTS_EVERY_NS waits
+    until then and takes the steps in between with it.
     Engines stamp times on this host's clock; ``clock_offset_ns`` moves them to
     the coordinator's as they leave (0 on the coordinator's own host).
     """
@@ -60,15 +69,27 @@ class Outbox:
         self._failed: list[m.Failed] = []
         self._done: list[int] = []
         self._failed_rids: list[int] = []
-        self._scheduled = False
+        self._due: asyncio.Handle | None = None  # the next Events: this iteration, or later
+        self._done_scheduled = False
+        self._last_events_ns = 0
         self.events_sent = 0
         self.messages_sent = 0
         self.clock_offset_ns = 0
 
     def _touch(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        if self._due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait_ns = self._last_events_ns + EVENTS_EVERY_NS - time.monotonic_ns()
+        if wait_ns > 0:
+            self._due = loop.call_later(wait_ns / 1e9, self._flush_events)
+        else:
+            self._due = loop.call_soon(self._flush_events)
+
+    def _touch_done(self) -> None:
+        if not self._done_scheduled:
+            self._done_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_done)
 
     def started(self, spec: m.RequestSpec, recv_ns: int) -> None:
         self._started.append(m.started_of(spec, recv_ns + self.clock_offset_ns))
@@ -110,6 +131,7 @@ class Outbox:
         )
         self._done.append(rid)
         self._touch()
+        self._touch_done()
 
     def failed(self, rid: int, error: str, aborted: bool = False) -> None:
         self._failed.append(
@@ -119,10 +141,19 @@ class Outbox:
         if not aborted:
             self._failed_rids.append(rid)
         self._touch()
+        self._touch_done()
 
     def flush(self) -> None:
-        self._scheduled = False
+        """Everything buffered, now: at stop, where nothing may wait for the window."""
+        self._flush_events()
+        self._flush_done()
+
+    def _flush_events(self) -> None:
+        if self._due is not None:
+            self._due.cancel()  # when called directly: the pending call has nothing to send
+            self._due = None
         if self._rid or self._started or self._finished or self._failed:
+            self._last_events_ns = time.monotonic_ns()
             self._seq += 1
             t_ns = self._t.tobytes()
             if self.clock_offset_ns and self._t:
@@ -147,6 +178,9 @@ class Outbox:
             self._started = []
             self._finished = []
             self._failed = []
+
+    def _flush_done(self) -> None:
+        self._done_scheduled = False
         if self._done:
             self._send_done(m.Done(self.worker_id, self._done, self._failed_rids))
             self._done = []

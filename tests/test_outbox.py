@@ -1,0 +1,91 @@
+"""The worker's outbox (workers/engine.py): what an engine reports, batched into messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from protocol import messages as m
+from workers import engine
+
+WINDOW_S = 0.2  # long beside one loop iteration, so the test does not race the clock
+
+
+@pytest.fixture
+def window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "EVENTS_EVERY_NS", int(WINDOW_S * 1e9))
+
+
+def _spec(rid: int) -> m.RequestSpec:
+    return m.RequestSpec(rid, [5, 6], 4, sched_ns=1, bench=0)
+
+
+def _tokens(ev: m.Events) -> list[int]:
+    return np.frombuffer(ev.tok_rid, np.int64).tolist()
+
+
+def test_steps_faster_than_the_window_leave_together_and_done_is_not_held(window):
+    events: list[tuple[float, m.Events]] = []
+    done: list[tuple[float, m.Done]] = []
+
+    async def go() -> None:
+        ob = engine.Outbox(0, lambda e: events.append((time.monotonic(), e)),
+                           lambda d: done.append((time.monotonic(), d)))  # fmt: skip
+        ob.started(_spec(1), 10)  # after a quiet spell: leaves this iteration
+        await asyncio.sleep(0)
+        assert len(events) == 1
+        for step in range(3):  # three engine steps, back to back
+            ob.tokens(1, 1, 100 + step)
+            await asyncio.sleep(0)
+        ob.finished(1, 3, "length")
+        await asyncio.sleep(0)
+        assert len(events) == 1  # the steps wait for the window
+        assert [d.rids for _, d in done] == [[1]]  # but the slot is freed at once
+        await asyncio.sleep(WINDOW_S * 2)
+
+    asyncio.run(go())
+    assert len(events) == 2
+    (t1, first), (t2, second) = events
+    assert first.started[0].rid == 1 and not _tokens(first)
+    assert _tokens(second) == [1, 1, 1]
+    assert np.frombuffer(second.tok_t_ns, np.int64).tolist() == [100, 101, 102]  # their own times
+    assert second.finished[0].rid == 1 and second.seq == first.seq + 1
+    assert t2 - t1 >= WINDOW_S * 0.99
+    assert done[0][0] < t2
+
+
+def test_a_step_after_a_quiet_window_leaves_at_once(window):
+    events: list[m.Events] = []
+
+    async def go() -> None:
+        ob = engine.Outbox(0, events.append, lambda _: None)
+        ob.tokens(1, 1, 1)
+        await asyncio.sleep(0)
+        await asyncio.sleep(WINDOW_S * 1.5)
+        ob.tokens(1, 1, 2)
+        await asyncio.sleep(0)
+        assert len(events) == 2
+
+    asyncio.run(go())
+
+
+def test_flush_sends_what_is_held_now_and_nothing_follows(window):
+    events: list[m.Events] = []
+    done: list[m.Done] = []
+
+    async def go() -> None:
+        ob = engine.Outbox(0, events.append, done.append)
+        ob.tokens(1, 1, 1)
+        await asyncio.sleep(0)
+        ob.tokens(1, 1, 2)
+        ob.failed(2, "boom")
+        ob.flush()  # at stop: nothing may wait for a timer
+        assert len(events) == 2 and _tokens(events[1]) == [1]
+        assert [d.failed for d in done] == [[2]]
+        await asyncio.sleep(WINDOW_S * 2)
+
+    asyncio.run(go())
+    assert len(events) == 2 and len(done) == 1  # no empty message from the cancelled timer
