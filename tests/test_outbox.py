@@ -27,6 +27,10 @@ def _tokens(ev: m.Events) -> list[int]:
     return np.frombuffer(ev.tok_rid, np.int64).tolist()
 
 
+def _times(ev: m.Events) -> list[int]:
+    return np.frombuffer(ev.tok_t_ns, np.int64).tolist()
+
+
 def test_steps_faster_than_the_window_leave_together_and_done_is_not_held(window):
     events: list[tuple[float, m.Events]] = []
     done: list[tuple[float, m.Done]] = []
@@ -51,7 +55,7 @@ def test_steps_faster_than_the_window_leave_together_and_done_is_not_held(window
     (t1, first), (t2, second) = events
     assert first.started[0].rid == 1 and not _tokens(first)
     assert _tokens(second) == [1, 1, 1]
-    assert np.frombuffer(second.tok_t_ns, np.int64).tolist() == [100, 101, 102]  # their own times
+    assert _times(second) == [100, 101, 102]  # their own times
     assert second.finished[0].rid == 1 and second.seq == first.seq + 1
     assert t2 - t1 >= WINDOW_S * 0.99
     assert done[0][0] < t2
@@ -72,20 +76,48 @@ def test_a_step_after_a_quiet_window_leaves_at_once(window):
     asyncio.run(go())
 
 
-def test_flush_sends_what_is_held_now_and_nothing_follows(window):
-    events: list[m.Events] = []
+def test_flush_sends_what_is_held_now_and_the_old_timer_is_gone(window):
+    events: list[tuple[float, m.Events]] = []
     done: list[m.Done] = []
 
     async def go() -> None:
-        ob = engine.Outbox(0, events.append, done.append)
+        ob = engine.Outbox(0, lambda e: events.append((time.monotonic(), e)), done.append)
         ob.tokens(1, 1, 1)
         await asyncio.sleep(0)
-        ob.tokens(1, 1, 2)
+        await asyncio.sleep(WINDOW_S / 2)
+        ob.tokens(1, 1, 2)  # held: due at the first message plus the window
         ob.failed(2, "boom")
         ob.flush()  # at stop: nothing may wait for a timer
-        assert len(events) == 2 and _tokens(events[1]) == [1]
+        flushed = time.monotonic()
+        assert len(events) == 2 and _times(events[1][1]) == [2]
         assert [d.failed for d in done] == [[2]]
+        ob.tokens(1, 1, 3)  # due a window after the flush, not at the cancelled timer's time
+        await asyncio.sleep(WINDOW_S * 2)
+        assert len(events) == 3 and _times(events[2][1]) == [3]
+        assert events[2][0] - flushed >= WINDOW_S * 0.99
+
+    asyncio.run(go())
+    assert len(done) == 1
+
+
+def test_an_offset_that_moves_while_events_are_held_moves_none_of_them(window):
+    """Each time is on the coordinator's clock as recorded: a request's end never lands
+    before its last token (the collector would refuse it) when a Pong moves the offset."""
+    events: list[m.Events] = []
+    t = time.monotonic_ns()
+
+    async def go() -> None:
+        ob = engine.Outbox(0, events.append, lambda _: None)
+        ob.clock_offset_ns = 1_000_000
+        ob.started(_spec(1), 10)
+        await asyncio.sleep(0)
+        ob.tokens_batch(np.array([1]), t)
+        ob.tokens(1, 1, t + 1)
+        ob.finished(1, 2, "length")
+        ob.clock_offset_ns = 1_050_000  # before the held message leaves
         await asyncio.sleep(WINDOW_S * 2)
 
     asyncio.run(go())
-    assert len(events) == 2 and len(done) == 1  # no empty message from the cancelled timer
+    held = events[1]
+    assert _times(held) == [t + 1_000_000, t + 1 + 1_000_000]
+    assert _times(held)[-1] <= held.finished[0].end_ns

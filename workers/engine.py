@@ -15,8 +15,11 @@ from protocol import messages as m
 # While an engine reports faster than this (a zero-cost sim, a tiny model at thousands of
 # requests/s), its token events leave at most this often: every message costs the worker,
 # both ZeroMQ I/O threads and the collector tens of microseconds whatever its size, and on
-# a busy host that CPU comes out of the dispatch lag. Events carry their own times, so
-# holding them changes no figure; Done, which frees the coordinator's slots, is not held.
+# a busy host that CPU comes out of the dispatch lag. Events carry their own times (on the
+# coordinator's clock from the moment they are recorded), so holding them changes no
+# figure; Done, which frees the coordinator's slots, is not held. A worker killed outright
+# loses what it held: the requests among them whose Done went ahead are counted failed
+# with it, as the ones still in flight are.
 EVENTS_EVERY_NS = 1_000_000
 
 
@@ -48,7 +51,8 @@ class Outbox:
     ``Events`` that would follow the last one by less than EVENTS_EVERY_NS waits
     until then and takes the steps in between with it.
     Engines stamp times on this host's clock; ``clock_offset_ns`` moves them to
-    the coordinator's as they leave (0 on the coordinator's own host).
+    the coordinator's as they are recorded (0 on the coordinator's own host), so a
+    change of offset while events are held moves none of them.
     """
 
     def __init__(
@@ -98,7 +102,7 @@ class Outbox:
     def tokens(self, rid: int, n: int, t_ns: int) -> None:
         self._rid.append(rid)
         self._n.append(n)
-        self._t.append(t_ns)
+        self._t.append(t_ns + self.clock_offset_ns)
         self._touch()
 
     def tokens_batch(self, rids: np.ndarray, t_ns: int) -> None:
@@ -106,7 +110,7 @@ class Outbox:
         k = len(rids)
         self._rid.frombytes(rids.astype(np.int64, copy=False).tobytes())
         self._n.frombytes(np.ones(k, np.int32).tobytes())
-        self._t.frombytes(np.full(k, t_ns, np.int64).tobytes())
+        self._t.frombytes(np.full(k, t_ns + self.clock_offset_ns, np.int64).tobytes())
         self._touch()
 
     def finished(
@@ -155,16 +159,13 @@ class Outbox:
         if self._rid or self._started or self._finished or self._failed:
             self._last_events_ns = time.monotonic_ns()
             self._seq += 1
-            t_ns = self._t.tobytes()
-            if self.clock_offset_ns and self._t:
-                t_ns = (np.frombuffer(t_ns, np.int64) + self.clock_offset_ns).tobytes()
             self._send_events(
                 m.Events(
                     self.worker_id,
                     self._seq,
                     self._rid.tobytes(),
                     self._n.tobytes(),
-                    t_ns,
+                    self._t.tobytes(),
                     self._started,
                     self._finished,
                     self._failed,

@@ -331,6 +331,7 @@ class Worker:
             flush=True,
         )
         await self.engine.shutdown()
+        self.outbox.flush()  # what it reported as it stopped: no held timer runs after this
         return 0
 
     def close(self) -> None:
