@@ -13,7 +13,9 @@ a VM whose neighbours come and go, a figure alone cannot say which of the two mo
 Then a busy engine (``--busy-rate``, 0 to skip): one sim worker whose event loop is held
 20 us per running request after each 15 ms step, as vLLM's output processing holds it,
 with about 250 requests in flight: the worker's receiving thread should keep delivery
-near the idle figure although the loop is held a quarter of the time.
+near the idle figure although the loop is held a quarter of the time. Beside it, a bare
+process sleeps to deadlines 1 ms apart: how late this machine woke any sleeper under
+that load (the held loop keeps a CPU busy), the floor for that run's pacing and delivery.
 
     python scripts/bench_schedule.py --output results/bench_schedule.json
 """
@@ -22,17 +24,21 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from _runs import harness_run, machine, write
-from bench_timer import paced_hop
+from bench_timer import Beside, paced_hop, summary
 
 from harness.bench_loop import SPIN_NS
 from harness.profiles.base import LoadOptions, PlanContext
 from harness.profiles.poisson import Poisson
 
+BUSY = "decode_ms=15,output_us_per_seq=20"  # the busy engine's sim costs
 SEED = 1  # the harness's --seed: the floor replays the schedule this gives
+BESIDE_PERIOD_NS = 1_000_000  # the busy run's bare sleeper: a deadline every millisecond
+MARGIN_S = 0.5  # of the benchmark's window at each end: the sleeper's figures are of its middle
 
 
 def schedule(rate: float, seconds: float) -> np.ndarray:
@@ -83,8 +89,20 @@ def parse_args() -> argparse.Namespace:
     return a
 
 
-def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> dict:
-    """One poisson benchmark on sim workers: its send rate, dispatch lag and hops."""
+def window(rep: dict, start_ns: int) -> tuple[int, int]:
+    """When the report's benchmark ran (less MARGIN_S at each end), in monotonic ns, from its
+    phase timings and ``start_ns``, taken just before the harness was started."""
+    begin = 0.0
+    for phase, took in rep["timings"].items():  # in order: set-up, spawn, engine start, ...
+        if phase.startswith("benchmark"):
+            return (start_ns + int((begin + MARGIN_S) * 1e9),
+                    start_ns + int((begin + took - MARGIN_S) * 1e9))  # fmt: skip
+        begin += took
+    raise SystemExit("bench_schedule: the report's timings have no benchmark")
+
+
+def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> tuple[dict, dict]:
+    """One poisson benchmark on sim workers: its send rate, dispatch lag and hops; and the report."""
     costs = {"sim": sim} if sim else {}
     rep = harness_run(engine="sim", workers=workers, profile="poisson", rate=rate,
                       max_seconds=seconds, seed=SEED, data=data, **costs)  # fmt: skip
@@ -112,7 +130,7 @@ def measure(rate: float, workers: int, sim: str, data: str, seconds: float) -> d
         "dispatch_lag_max_ms": (b["dispatch_lag_ms"] or {}).get("max"),
         "completed": b["requests"]["completed"],
         "incomplete": b["requests"]["incomplete"],
-    }
+    }, rep
 
 
 def _ms(value: float | None, sign: str = "") -> str:
@@ -128,6 +146,12 @@ def show(row: dict, label: str) -> None:
         f"lag p50 {_ms(row['dispatch_lag_p50_ms'])} p99 {_ms(row['dispatch_lag_p99_ms'])} "
         f"(pacing p99 {_ms(row['pacing_lag_p99_ms'])}, delivery p99 {_ms(row['delivery_p99_ms'])})"
     )
+    near = row.get("beside")
+    if near:
+        print(
+            f"{'':>9} beside it, a bare process sleeping to 1 ms deadlines woke late by "
+            f"p99 {near['p99_ms']:.3f} ms (max {near['max_ms']:.3f} ms, {near['n']} deadlines)"
+        )
     base = row.get("floor")
     if base:
         print(
@@ -137,22 +161,32 @@ def show(row: dict, label: str) -> None:
         )
 
 
+def busy(rate: float, seconds: float) -> dict:
+    """The busy engine, with a bare sleeper beside it: what this machine allowed meanwhile."""
+    with Beside(BESIDE_PERIOD_NS) as near:
+        start = time.monotonic_ns()
+        row, rep = measure(rate, 1, BUSY, "prompt_tokens=16,output_tokens=64", seconds)
+    lo, hi = window(rep, start)
+    late = near.lateness(lo, hi)
+    got = {"n": len(late), "window_s": (hi - lo) / 1e9}
+    row["beside"] = summary(late) | got if len(late) else None
+    show(row, " busy")
+    return row
+
+
 def main() -> None:
     a = parse_args()
     rows = []
     for rate in a.rate_list:
         base = floor(rate, a.floor_seconds) if a.floor_seconds > 0 else None
-        row = measure(rate, a.workers, a.sim, "prompt_tokens=16,output_tokens=4", a.seconds)
+        row, _ = measure(rate, a.workers, a.sim, "prompt_tokens=16,output_tokens=4", a.seconds)
         row["floor"] = base
         lag = row["dispatch_lag_p99_ms"]
         row["over_floor_p99_ms"] = lag - base["lag_p99_ms"] if base and lag is not None else None
         rows.append(row)
         show(row, f" (sim {a.sim})" if a.sim else "")
     if a.busy_rate > 0:
-        busy = "decode_ms=15,output_us_per_seq=20"
-        row = measure(a.busy_rate, 1, busy, "prompt_tokens=16,output_tokens=64", a.seconds)
-        rows.append(row)
-        show(row, " busy")
+        rows.append(busy(a.busy_rate, a.seconds))
     write(
         a.output,
         {

@@ -24,6 +24,7 @@ import os
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,48 @@ def sleeper(n: int, period_ns: int, spin_ns: int) -> np.ndarray:
             pass
         late[i] = time.monotonic_ns() - due
     return late
+
+
+def _sleep_until_told(period_ns: int, conn: Connection) -> None:
+    due, late = [], []
+    t = time.monotonic_ns() + period_ns
+    while not conn.poll():  # the parent's word to stop (a zero-timeout select)
+        wait = t - time.monotonic_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)
+        due.append(t)
+        late.append(time.monotonic_ns() - t)
+        t += period_ns
+    conn.send((np.array(due, np.int64), np.array(late, np.int64)))
+
+
+class Beside:
+    """A bare process sleeping to deadlines ``period_ns`` apart (nanosleep, no spin) for as
+    long as the ``with`` lasts: how late this machine woke a sleeper while something else
+    (a harness run) loaded it. ``lateness(lo, hi)``: of the deadlines in [lo, hi) ns."""
+
+    def __init__(self, period_ns: int) -> None:
+        self.period_ns = period_ns
+        self.due = self.late = np.zeros(0, np.int64)
+
+    def __enter__(self) -> Beside:
+        self._conn, child = multiprocessing.Pipe()
+        self._proc = multiprocessing.get_context("fork").Process(
+            target=_sleep_until_told, args=(self.period_ns, child)
+        )
+        self._proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.send(None)
+        if self._conn.poll(30):
+            self.due, self.late = self._conn.recv()
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+    def lateness(self, lo_ns: int, hi_ns: int) -> np.ndarray:
+        return self.late[(self.due >= lo_ns) & (self.due < hi_ns)]
 
 
 def loop_timer(n: int, period_ns: int) -> np.ndarray:

@@ -86,6 +86,23 @@ def test_bench_schedule_without_a_floor_says_none(tmp_path):
     assert row["completed"] + row["incomplete"] == row["scheduled"] > 0
 
 
+def test_bench_schedule_puts_a_bare_sleeper_beside_the_busy_engine(tmp_path):
+    """Its deadlines are cut to the benchmark's own window, from the report's timings."""
+    out = tmp_path / "s.json"
+    args = ["--rates", "50", "--seconds", "1.5", "--floor-seconds", "0", "--busy-rate", "50"]
+    idle, busy = written(script("bench_schedule.py", *args, "--output", str(out)), out)["results"]
+    assert "beside" not in idle and busy["workers"] == 1
+    assert busy["completed"] + busy["incomplete"] == busy["scheduled"] > 0
+    near = busy["beside"]
+    ordered(near)
+    assert near["p99_ms"] <= near["p99.9_ms"] <= near["max_ms"]
+    # A deadline a millisecond, of the benchmark's window alone (not the whole run's): at
+    # most one per millisecond of it, and no sleeper wakes 20 ms late.
+    window_ms = near["window_s"] * 1000
+    assert 1.5 - 1.0 <= near["window_s"] < 60
+    assert window_ms / 20 <= near["n"] <= window_ms + 1
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
