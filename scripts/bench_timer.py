@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -46,23 +47,29 @@ def sleeper(n: int, period_ns: int, spin_ns: int) -> np.ndarray:
     return late
 
 
-def _sleep_until_told(period_ns: int, conn: Connection) -> None:
+def _sleep_until_told(period_ns: int, conn: Connection, theirs: Connection, parent: int) -> None:
+    theirs.close()  # the parent's end: once the parent is gone, this end reads end of file
     due, late = [], []
     t = time.monotonic_ns() + period_ns
-    while not conn.poll():  # the parent's word to stop (a zero-timeout select)
+    # The parent's word to stop (a zero-timeout select), or its end: never outlive it.
+    while not conn.poll() and os.getppid() == parent:
         wait = t - time.monotonic_ns()
         if wait > 0:
             time.sleep(wait / 1e9)
         due.append(t)
         late.append(time.monotonic_ns() - t)
         t += period_ns
-    conn.send((np.array(due, np.int64), np.array(late, np.int64)))
+    try:
+        conn.send((np.array(due, np.int64), np.array(late, np.int64)))
+    except OSError:
+        pass  # the parent is gone: nobody to tell
 
 
 class Beside:
     """A bare process sleeping to deadlines ``period_ns`` apart (nanosleep, no spin) for as
-    long as the ``with`` lasts: how late this machine woke a sleeper while something else
-    (a harness run) loaded it. ``lateness(lo, hi)``: of the deadlines in [lo, hi) ns."""
+    long as the ``with`` lasts: how late this machine met a sleeper's deadlines while
+    something else (a harness run) loaded it. ``lateness(lo, hi)``: of the deadlines in
+    [lo, hi) ns; none if the sleeper was lost (said on stderr)."""
 
     def __init__(self, period_ns: int) -> None:
         self.period_ns = period_ns
@@ -71,18 +78,29 @@ class Beside:
     def __enter__(self) -> Beside:
         self._conn, child = multiprocessing.Pipe()
         self._proc = multiprocessing.get_context("fork").Process(
-            target=_sleep_until_told, args=(self.period_ns, child)
+            target=_sleep_until_told,
+            args=(self.period_ns, child, self._conn, os.getpid()),
+            daemon=True,
         )
         self._proc.start()
+        child.close()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._conn.send(None)
-        if self._conn.poll(30):
-            self.due, self.late = self._conn.recv()
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.kill()
+        try:  # never in the way of an exception already on its way out
+            self._conn.send(None)
+            if self._conn.poll(30):
+                self.due, self.late = self._conn.recv()
+            else:
+                print("bench_timer: the sleeper beside sent nothing in 30 s", file=sys.stderr)
+        except (OSError, EOFError) as e:
+            print(f"bench_timer: the sleeper beside was lost ({e!r})", file=sys.stderr)
+        finally:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+            self._conn.close()
 
     def lateness(self, lo_ns: int, hi_ns: int) -> np.ndarray:
         return self.late[(self.due >= lo_ns) & (self.due < hi_ns)]
