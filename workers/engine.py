@@ -44,7 +44,7 @@ class Engine(Protocol):
 
 
 class Outbox:
-    """Buffers token events and request ends until the end of the loop iteration.
+    """Buffers token events and request ends into as few messages as keep them prompt.
 
     Everything an engine reports within one event-loop iteration (one engine
     output step) leaves as one ``Events`` message and one ``Done`` message; an
