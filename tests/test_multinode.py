@@ -145,7 +145,7 @@ def test_outbox_moves_every_local_time_to_the_coordinators_clock():
 
     async def go() -> None:
         ob = Outbox(3, sent.append, lambda _: None)
-        ob.clock_offset_ns = off
+        ob.clock.set(off, 0, slew=False)
         ob.started(m.RequestSpec(1, [5, 6], 4, sched_ns=111, bench=0), 10_000_000_000)
         ob.tokens(1, 2, 10_000_000_500)
         ob.finished(1, 4, "length", m.EngineTimes(10_000_000_100, 0, 10_000_000_400, 0, 1))

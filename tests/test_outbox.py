@@ -108,13 +108,13 @@ def test_an_offset_that_moves_while_events_are_held_moves_none_of_them(window):
 
     async def go() -> None:
         ob = engine.Outbox(0, events.append, lambda _: None)
-        ob.clock_offset_ns = 1_000_000
+        ob.clock.set(1_000_000, time.monotonic_ns(), slew=False)
         ob.started(_spec(1), 10)
         await asyncio.sleep(0)
         ob.tokens_batch(np.array([1]), t)
         ob.tokens(1, 1, t + 1)
         ob.finished(1, 2, "length")
-        ob.clock_offset_ns = 1_050_000  # before the held message leaves
+        ob.clock.set(1_050_000, time.monotonic_ns())  # before the held message leaves
         await asyncio.sleep(WINDOW_S * 2)
 
     asyncio.run(go())

@@ -9,6 +9,7 @@ goes on during the run, so slow drift between the hosts' clocks is followed.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
 
@@ -39,3 +40,62 @@ class ClockSync:
     def error_ns(self) -> int:
         """Bound on the offset's error: half the best round trip."""
         return self._best()[0] // 2
+
+
+# A new offset is reached over this many times the change, never in a step: a step down
+# would put an event recorded just after it before one recorded just before (the collector
+# refuses an output or an end earlier than its request's last), and a step up would
+# stretch one gap. Slewed so, local time still maps forward at 0.95 or more.
+SLEW_FACTOR = 20
+KNOTS = 8  # the mapping's last corners kept: enough for any stamp still waiting to be recorded
+
+
+class HeadClock:
+    """This host's clock mapped onto the coordinator's: a piecewise-linear, increasing map.
+
+    Each new offset starts where the map stands now and is reached by a slew; a time is
+    mapped by the offset that held at that time (a receipt stamped before a change and
+    recorded after it keeps the older offset), so the map never runs backwards.
+    """
+
+    def __init__(self) -> None:
+        self._t = [0]  # the corners: local times, increasing
+        self._off = [0]  # and the offset at each (linear in between, flat outside)
+        self._last_t, self._last_off = 0, 0  # the last corner: past it, one addition
+
+    @property
+    def offset_ns(self) -> int:
+        """The offset the map is at, or is slewing to."""
+        return self._off[-1]
+
+    def set(self, offset_ns: int, now_ns: int, slew: bool = True) -> None:
+        """Move to ``offset_ns``, slewed from ``now_ns``; at once with ``slew`` False (before
+        anything was recorded: the join's first probes)."""
+        if not slew:
+            self._t, self._off = [now_ns], [offset_ns]
+            self._last_t, self._last_off = now_ns, offset_ns
+            return
+        cur = self._at(now_ns)
+        keep = bisect.bisect_left(self._t, now_ns)  # a slew in progress ends here
+        t, off = self._t[:keep] + [now_ns], self._off[:keep] + [cur]
+        if offset_ns != cur:
+            t.append(now_ns + abs(offset_ns - cur) * SLEW_FACTOR)
+            off.append(offset_ns)
+        self._t, self._off = t[-KNOTS:], off[-KNOTS:]
+        self._last_t, self._last_off = t[-1], off[-1]
+
+    def to_head(self, t_ns: int) -> int:
+        """``t_ns`` (this host's CLOCK_MONOTONIC) on the coordinator's clock."""
+        if t_ns >= self._last_t:  # on every token: keep it to a comparison and an addition
+            return t_ns + self._last_off
+        return t_ns + self._at(t_ns)
+
+    def _at(self, t_ns: int) -> int:
+        t, off = self._t, self._off
+        if t_ns >= t[-1]:
+            return off[-1]
+        i = bisect.bisect_right(t, t_ns)
+        if i == 0:
+            return off[0]
+        t0, t1, o0, o1 = t[i - 1], t[i], off[i - 1], off[i]
+        return o0 + (o1 - o0) * (t_ns - t0) // (t1 - t0)

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from protocol import messages as m
+from workers.clock import HeadClock
 
 # While an engine reports faster than this (a zero-cost sim, a tiny model at thousands of
 # requests/s), its token events leave at most this often: every message costs the worker,
@@ -21,10 +22,6 @@ from protocol import messages as m
 # loses what it held: the requests among them whose Done went ahead are counted failed
 # with it, as the ones still in flight are.
 EVENTS_EVERY_NS = 1_000_000
-
-
-def _shift(t_ns: int, off: int) -> int:
-    return t_ns + off if t_ns else 0  # 0 means unknown, and stays so
 
 
 class Engine(Protocol):
@@ -50,9 +47,9 @@ class Outbox:
     output step) leaves as one ``Events`` message and one ``Done`` message; an
     ``Events`` that would follow the last one by less than EVENTS_EVERY_NS waits
     until then and takes the steps in between with it.
-    Engines stamp times on this host's clock; ``clock_offset_ns`` moves them to
-    the coordinator's as they are recorded (0 on the coordinator's own host), so a
-    change of offset while events are held moves none of them.
+    Engines stamp times on this host's clock; ``clock`` moves them to the
+    coordinator's as they are recorded (by nothing on the coordinator's own host), so
+    a change of offset while events are held moves none of them.
     """
 
     def __init__(
@@ -78,7 +75,7 @@ class Outbox:
         self._last_events_ns = 0
         self.events_sent = 0
         self.messages_sent = 0
-        self.clock_offset_ns = 0
+        self.clock = HeadClock()
 
     def _touch(self) -> None:
         if self._due is not None:
@@ -95,14 +92,17 @@ class Outbox:
             self._done_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_done)
 
+    def _head(self, t_ns: int) -> int:
+        return self.clock.to_head(t_ns) if t_ns else 0  # 0 means unknown, and stays so
+
     def started(self, spec: m.RequestSpec, recv_ns: int) -> None:
-        self._started.append(m.started_of(spec, recv_ns + self.clock_offset_ns))
+        self._started.append(m.started_of(spec, self.clock.to_head(recv_ns)))
         self._touch()
 
     def tokens(self, rid: int, n: int, t_ns: int) -> None:
         self._rid.append(rid)
         self._n.append(n)
-        self._t.append(t_ns + self.clock_offset_ns)
+        self._t.append(self.clock.to_head(t_ns))
         self._touch()
 
     def tokens_batch(self, rids: np.ndarray, t_ns: int) -> None:
@@ -110,7 +110,7 @@ class Outbox:
         k = len(rids)
         self._rid.frombytes(rids.astype(np.int64, copy=False).tobytes())
         self._n.frombytes(np.ones(k, np.int32).tobytes())
-        self._t.frombytes(np.full(k, t_ns + self.clock_offset_ns, np.int64).tobytes())
+        self._t.frombytes(np.full(k, self.clock.to_head(t_ns), np.int64).tobytes())
         self._touch()
 
     def finished(
@@ -120,27 +120,24 @@ class Outbox:
         reason: str,
         engine: m.EngineTimes | None = None,
     ) -> None:
-        off = self.clock_offset_ns
-        if engine is not None and off:
+        if engine is not None:
+            head = self._head
             e = engine
             engine = m.EngineTimes(
-                _shift(e.queued_ns, off),
-                _shift(e.scheduled_ns, off),
-                _shift(e.first_token_ns, off),
-                _shift(e.last_token_ns, off),
+                head(e.queued_ns),
+                head(e.scheduled_ns),
+                head(e.first_token_ns),
+                head(e.last_token_ns),
                 e.preemptions,
             )
-        self._finished.append(
-            m.Finished(rid, output_tokens, time.monotonic_ns() + off, reason, engine)
-        )
+        end = self.clock.to_head(time.monotonic_ns())
+        self._finished.append(m.Finished(rid, output_tokens, end, reason, engine))
         self._done.append(rid)
         self._touch()
         self._touch_done()
 
     def failed(self, rid: int, error: str, aborted: bool = False) -> None:
-        self._failed.append(
-            m.Failed(rid, time.monotonic_ns() + self.clock_offset_ns, error, aborted)
-        )
+        self._failed.append(m.Failed(rid, self.clock.to_head(time.monotonic_ns()), error, aborted))
         self._done.append(rid)
         if not aborted:
             self._failed_rids.append(rid)

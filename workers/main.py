@@ -113,7 +113,7 @@ class Worker:
         cfg = self.cfg
         devices = Devices(cfg.device, cfg.devices)
         sampler = Sampler(
-            self.scheduler, devices, lambda: time.monotonic_ns() + self.outbox.clock_offset_ns
+            self.scheduler, devices, lambda: self.outbox.clock.to_head(time.monotonic_ns())
         )
         while True:
             await asyncio.sleep(cfg.telemetry_s)
@@ -151,7 +151,10 @@ class Worker:
         elif isinstance(msg, m.Pong):
             now = received_ns + self.cfg.clock_skew_ns
             self.clock.add(msg.worker_t_ns, msg.coordinator_t_ns, now)
-            self.outbox.clock_offset_ns = self.clock.offset_ns + self.cfg.clock_skew_ns
+            # Slewed once the engine runs (its events must never run backwards); at once
+            # while the join's probes come in, before anything was recorded.
+            offset = self.clock.offset_ns + self.cfg.clock_skew_ns
+            self.outbox.clock.set(offset, received_ns, slew=self.engine is not None)
         elif isinstance(msg, (m.Configure, m.Refused)):
             if self.reply is not None and not self.reply.done():
                 self.reply.set_result(msg)
