@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,38 +39,74 @@ DEFAULT_ARGS = run_argv(
 )
 
 
+JOIN_S = 60  # for the head to listen and write its key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace").strip()[-500:] if path.exists() else ""
+
+
+def _head_key(key_file: Path, head: subprocess.Popen[bytes], err: Path) -> str:
+    """The head's public key, once it listens and has written it (0600)."""
+    deadline = time.monotonic() + JOIN_S
+    while not key_file.exists() or not key_file.read_text().strip():
+        if head.poll() is not None:
+            raise SystemExit(f"harness run failed ({head.returncode}): {_tail(err)}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"harness run wrote no key in {JOIN_S} s: {_tail(err)}")
+        time.sleep(0.05)
+    return key_file.read_text().strip()
+
+
+def _wait(head: subprocess.Popen[bytes], worker: subprocess.Popen[bytes], tmp: Path,
+          timeout: float) -> None:  # fmt: skip
+    """Until the head ends; a worker that fails first ends it (the head would wait for it)."""
+    deadline = time.monotonic() + timeout
+    while head.poll() is None:
+        if worker.poll() not in (None, 0):
+            raise SystemExit(
+                f"harness worker failed ({worker.returncode}): {_tail(tmp / 'worker.err')}"
+            )
+        if time.monotonic() > deadline:
+            raise SystemExit(f"harness run did not end in {timeout:g} s")
+        time.sleep(0.1)
+    if head.returncode != 0:
+        raise SystemExit(f"harness run failed ({head.returncode}): {_tail(tmp / 'head.err')}")
+    worker.wait(timeout=60)
+
+
 def remote_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
     port = free_port()
     token = os.urandom(16).hex()
     env = {**os.environ, "HARNESS_TOKEN": token}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run.json"
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        out, key_file = tmp / "run.json", tmp / "head.key"
         own = run_argv(workers=0, quiet=True, listen=f"tcp://127.0.0.1:{port}", remote_workers=1,
-                       output=out, log_dir=Path(tmp) / "logs")  # fmt: skip
+                       key_file=key_file, output=out, log_dir=tmp / "logs")  # fmt: skip
         cmd = [sys.executable, "-m", "harness", "run", *args, *own]
-        head = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "harness", "worker", "--connect", f"tcp://127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            _, err = head.communicate(timeout=timeout)
-            worker.wait(timeout=60)
+            with open(tmp / "head.err", "wb") as err:
+                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=err))
+            key = _head_key(key_file, procs[0], tmp / "head.err")
+            connect = ["--connect", f"tcp://127.0.0.1:{port}", "--server-key", key]
+            with open(tmp / "worker.err", "wb") as err:
+                procs.append(subprocess.Popen([sys.executable, "-m", "harness", "worker", *connect],
+                                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                              stderr=err))  # fmt: skip
+            _wait(procs[0], procs[1], tmp, timeout)
         finally:
-            for p in (head, worker):
-                if p.poll() is None:
-                    p.kill()
-        if head.returncode != 0:
-            raise SystemExit(f"harness run failed ({head.returncode}): {err.strip()[-500:]}")
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         return json.loads(out.read_text())
 
 

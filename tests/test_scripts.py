@@ -134,6 +134,20 @@ def test_bench_schedule_refuses_bad_arguments_before_measuring(tmp_path, args, s
     assert not (tmp_path / "s.json").exists()
 
 
+def test_bench_remote_joins_its_worker_with_the_heads_key(tmp_path):
+    """The remote side is a real ``harness worker --connect``, given the key the head wrote."""
+    out = tmp_path / "r.json"
+    args = ["--repeat", "1", "--output", str(out), "--", "--engine", "sim", "--sim", "decode_ms=1",
+            "--profile", "concurrent", "--concurrency", "4", "--max-requests", "16",
+            "--data", "prompt_tokens=16,output_tokens=4"]  # fmt: skip
+    data = written(script("bench_remote.py", *args, timeout=120), out)
+    (local,), (remote,) = data["runs"]["local"], data["runs"]["remote"]
+    assert local["completed"] == remote["completed"] == 16
+    assert not local["remote"] and remote["remote"] and remote["clock_error_ns"] >= 0
+    medians = data["median_output_tokens_per_s"]
+    assert data["remote_over_local"] == pytest.approx(medians["remote"] / medians["local"])
+
+
 def test_bench_overhead_loses_no_event(tmp_path):
     out = tmp_path / "o.json"
     args = ["--workers", "1", "--dispatch-requests", "300", "--token-requests", "40",
