@@ -32,6 +32,11 @@ class ClockSync:
         return min(self._samples) if self._samples else (0, 0)
 
     @property
+    def identity(self) -> bool:
+        """Nothing ever moved: every time maps to itself (a worker on the head's host)."""
+        return self._off == [0]
+
+    @property
     def offset_ns(self) -> int:
         """Add this to a local timestamp to put it on the coordinator's clock."""
         return self._best()[1]
@@ -47,15 +52,18 @@ class ClockSync:
 # refuses an output or an end earlier than its request's last), and a step up would
 # stretch one gap. Slewed so, local time still maps forward at 0.95 or more.
 SLEW_FACTOR = 20
-KNOTS = 8  # the mapping's last corners kept: enough for any stamp still waiting to be recorded
+# The map's last corners kept. A corner comes only with a change (a Pong that changes
+# nothing adds none), so these reach back far beyond any stamp still to be mapped (vLLM's
+# queue time of a request that ran for minutes).
+KNOTS = 256
 
 
 class HeadClock:
     """This host's clock mapped onto the coordinator's: a piecewise-linear, increasing map.
 
-    Each new offset starts where the map stands now and is reached by a slew; a time is
-    mapped by the offset that held at that time (a receipt stamped before a change and
-    recorded after it keeps the older offset), so the map never runs backwards.
+    Each new offset is reached by a slew from where the map stands; a time is mapped by
+    the offset that held at that time (a receipt stamped before a change and recorded
+    after it keeps the older offset), so the map never runs backwards.
     """
 
     def __init__(self) -> None:
@@ -64,23 +72,34 @@ class HeadClock:
         self._last_t, self._last_off = 0, 0  # the last corner: past it, one addition
 
     @property
+    def identity(self) -> bool:
+        """Nothing ever moved: every time maps to itself (a worker on the head's host)."""
+        return self._off == [0]
+
+    @property
     def offset_ns(self) -> int:
         """The offset the map is at, or is slewing to."""
         return self._off[-1]
 
     def set(self, offset_ns: int, now_ns: int, slew: bool = True) -> None:
-        """Move to ``offset_ns``, slewed from ``now_ns``; at once with ``slew`` False (before
-        anything was recorded: the join's first probes)."""
+        """Move to ``offset_ns``, slewed from ``now_ns`` (or from the end of a slew still in
+        progress); at once with ``slew`` False (before anything was recorded: the join's
+        first probes). ``now_ns`` must be no earlier than any time mapped so far (the
+        moment of the call, not the stamp of the Pong that brought the offset). No corner
+        is ever placed before the last one, so no time already mapped moves, by even 1 ns."""
         if not slew:
             self._t, self._off = [now_ns], [offset_ns]
             self._last_t, self._last_off = now_ns, offset_ns
             return
-        cur = self._at(now_ns)
-        keep = bisect.bisect_left(self._t, now_ns)  # a slew in progress ends here
-        t, off = self._t[:keep] + [now_ns], self._off[:keep] + [cur]
-        if offset_ns != cur:
-            t.append(now_ns + abs(offset_ns - cur) * SLEW_FACTOR)
-            off.append(offset_ns)
+        if offset_ns == self._last_off:
+            return  # nothing changes
+        t, off = list(self._t), list(self._off)
+        begin = max(now_ns, self._last_t)
+        if begin > self._last_t:
+            t.append(begin)
+            off.append(self._last_off)
+        t.append(begin + abs(offset_ns - self._last_off) * SLEW_FACTOR)
+        off.append(offset_ns)
         self._t, self._off = t[-KNOTS:], off[-KNOTS:]
         self._last_t, self._last_off = t[-1], off[-1]
 

@@ -120,7 +120,7 @@ class Outbox:
         reason: str,
         engine: m.EngineTimes | None = None,
     ) -> None:
-        if engine is not None:
+        if engine is not None and not self.clock.identity:
             head = self._head
             e = engine
             engine = m.EngineTimes(

@@ -154,7 +154,7 @@ class Worker:
             # Slewed once the engine runs (its events must never run backwards); at once
             # while the join's probes come in, before anything was recorded.
             offset = self.clock.offset_ns + self.cfg.clock_skew_ns
-            self.outbox.clock.set(offset, received_ns, slew=self.engine is not None)
+            self.outbox.clock.set(offset, time.monotonic_ns(), slew=self.engine is not None)
         elif isinstance(msg, (m.Configure, m.Refused)):
             if self.reply is not None and not self.reply.done():
                 self.reply.set_result(msg)
