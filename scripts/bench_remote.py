@@ -40,12 +40,24 @@ DEFAULT_ARGS = run_argv(
 
 
 JOIN_S = 60  # for the head to listen and write its key
+STOP_S = 15  # for a process told to stop (the worker's supervisor gives its engine 10 s)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port_pair() -> int:
+    """A port whose successor is free too (the head's collector listens on PORT+1)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise SystemExit("bench_remote: no free pair of ports on 127.0.0.1")
 
 
 def _tail(path: Path) -> str:
@@ -74,15 +86,35 @@ def _wait(head: subprocess.Popen[bytes], worker: subprocess.Popen[bytes], tmp: P
                 f"harness worker failed ({worker.returncode}): {_tail(tmp / 'worker.err')}"
             )
         if time.monotonic() > deadline:
-            raise SystemExit(f"harness run did not end in {timeout:g} s")
+            raise SystemExit(f"harness run did not end in {timeout:g} s: {_tail(tmp / 'head.err')}")
         time.sleep(0.1)
     if head.returncode != 0:
         raise SystemExit(f"harness run failed ({head.returncode}): {_tail(tmp / 'head.err')}")
-    worker.wait(timeout=60)
+    try:
+        code = worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("harness worker did not exit 60 s after the run ended") from None
+    if code != 0:  # the run's figures stand: the report was written before it stopped
+        print(f"bench_remote: harness worker exited {code}: {_tail(tmp / 'worker.err')}",
+              file=sys.stderr)  # fmt: skip
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM first: the worker's supervisor then stops its engine's whole session (vLLM's
+    engine-core processes outlive a SIGKILL); SIGKILL only past STOP_S."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def remote_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
-    port = free_port()
+    port = free_port_pair()
     token = os.urandom(16).hex()
     env = {**os.environ, "HARNESS_TOKEN": token}
     with tempfile.TemporaryDirectory() as name:
@@ -99,14 +131,10 @@ def remote_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
             connect = ["--connect", f"tcp://127.0.0.1:{port}", "--server-key", key]
             with open(tmp / "worker.err", "wb") as err:
                 procs.append(subprocess.Popen([sys.executable, "-m", "harness", "worker", *connect],
-                                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                              stderr=err))  # fmt: skip
+                                              cwd=ROOT, env=env, stdout=err, stderr=err))  # fmt: skip
             _wait(procs[0], procs[1], tmp, timeout)
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            _stop(procs)
         return json.loads(out.read_text())
 
 
