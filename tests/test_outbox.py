@@ -10,6 +10,7 @@ import pytest
 
 from protocol import messages as m
 from workers import engine
+from workers.clock import HeadClock
 
 WINDOW_S = 0.2  # long beside one loop iteration, so the test does not race the clock
 
@@ -122,3 +123,22 @@ def test_an_offset_that_moves_while_events_are_held_moves_none_of_them(window):
     held = events[1]
     assert _times(held) == [t + 1_000_000, t + 1 + 1_000_000]
     assert _times(held)[-1] <= held.finished[0].end_ns
+
+
+def test_vllms_own_times_pass_unchanged_on_the_heads_host_and_mapped_elsewhere():
+    events: list[m.Events] = []
+    times = m.EngineTimes(1_000, 0, 3_000, 4_000, 2)  # 0: unknown
+
+    async def go() -> None:
+        local = engine.Outbox(0, events.append, lambda _: None)
+        local.finished(1, 4, "length", times)
+        remote = engine.Outbox(1, events.append, lambda _: None)
+        remote.clock.set(-500, 0, slew=False)
+        remote.finished(2, 4, "length", times)
+        local.flush()
+        remote.flush()
+
+    asyncio.run(go())
+    assert HeadClock().identity
+    assert events[0].finished[0].engine == times
+    assert events[1].finished[0].engine == m.EngineTimes(500, 0, 2_500, 3_500, 2)

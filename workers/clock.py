@@ -32,11 +32,6 @@ class ClockSync:
         return min(self._samples) if self._samples else (0, 0)
 
     @property
-    def identity(self) -> bool:
-        """Nothing ever moved: every time maps to itself (a worker on the head's host)."""
-        return self._off == [0]
-
-    @property
     def offset_ns(self) -> int:
         """Add this to a local timestamp to put it on the coordinator's clock."""
         return self._best()[1]
