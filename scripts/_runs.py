@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,3 +55,26 @@ def write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)
+
+
+def free_port(count: int = 1, host: str = "127.0.0.1") -> int:
+    """A port whose ``count - 1`` successors are free too (the head's collector takes PORT+1)."""
+    for _ in range(100):
+        with socket.socket() as a:
+            a.bind((host, 0))
+            port = int(a.getsockname()[1])
+        if port + count > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(port, port + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SystemExit(f"no {count} free consecutive ports on {host}")

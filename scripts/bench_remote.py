@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _runs import ROOT, harness_run, machine, write  # noqa: E402
+from _runs import ROOT, free_port, harness_run, machine, write  # noqa: E402
 
 from harness.options import run_argv  # noqa: E402
 
@@ -41,23 +40,6 @@ DEFAULT_ARGS = run_argv(
 
 JOIN_S = 60  # for the head to listen and write its key
 STOP_S = 15  # for a process told to stop (the worker's supervisor gives its engine 10 s)
-
-
-def free_port_pair() -> int:
-    """A port whose successor is free too (the head's collector listens on PORT+1)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise SystemExit("bench_remote: no free pair of ports on 127.0.0.1")
 
 
 def _tail(path: Path) -> str:
@@ -114,7 +96,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def remote_run(args: list[str], timeout: float = 900) -> dict[str, Any]:
-    port = free_port_pair()
+    port = free_port(2)
     token = os.urandom(16).hex()
     env = {**os.environ, "HARNESS_TOKEN": token}
     with tempfile.TemporaryDirectory() as name:

@@ -7,43 +7,34 @@ and Slurm's default ports are shared by every user of a host: neither is used he
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _runs() -> ModuleType:
+    """scripts/_runs.py, the benchmark scripts' helpers, loaded once under their own name."""
+    if "_runs" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_runs", ROOT / "scripts" / "_runs.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules["_runs"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["_runs"]
+
+
+free_port = _runs().free_port  # one port-finder for the tests and the scripts
 LOCAL_SLURM = ROOT / "tests" / "cluster" / "local_slurm.sh"
-
-
-def free_port(count: int = 1, host: str = "127.0.0.1") -> int:
-    """A port whose ``count - 1`` successors are free too."""
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind((host, 0))
-            port = a.getsockname()[1]
-        if port + count > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(port, port + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free ports")
 
 
 class RayCluster:

@@ -19,6 +19,7 @@ import pytest
 import zmq
 
 from protocol import messages as m
+from tests.clusters import free_port
 from tests.conftest import harness_cmd
 from workers.clock import ClockSync
 
@@ -29,19 +30,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def free_port_pair() -> int:
     """A port whose successor is free too (the collector listens on PORT+1)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise AssertionError("no free pair of ports")
+    return free_port(2)
 
 
 class Head:
